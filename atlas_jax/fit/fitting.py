@@ -1,0 +1,206 @@
+"""Batched robust fitting: groups x starts x bootstrap resamples in one compiled call.
+
+``fit(law, runs)`` minimises, for every group g independently,
+
+    sum_i w_i Huber_delta(log L_hat(theta; x_i) - log L_i)      (Hoffmann et al. 2022)
+
+with :func:`~atlas_jax.fit.solver.levenberg_marquardt`. Multi-start is
+screen-then-polish: every start takes ``screen_steps`` steps, the ``keep`` best
+per group are run to convergence, and the lowest objective wins. A bootstrap
+resample is a vector of integer weights on the group's runs, refitted from the
+group's estimate; intervals are percentiles of the refits.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..data.runs import RunTable, validate_runs
+from ..laws import get_law
+from ..laws.spec import Law
+from .bootstrap import counts_from_indices, percentile_interval, resample_counts
+from .constraints import Constraints
+from .result import FitResult
+from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, levenberg_marquardt
+
+__all__ = ["fit", "GroupedData", "group_data", "solve_batch"]
+
+ALL = "all"
+
+
+def require_x64() -> None:
+    if jnp.zeros(()).dtype != jnp.float64:
+        raise RuntimeError("atlas_jax needs float64: jax_enable_x64 was switched off after import")
+
+
+class GroupedData(NamedTuple):
+    """Groups padded to one length: features/log_y/mask are [G, n_max]."""
+
+    groups: tuple[str, ...]
+    features: dict[str, np.ndarray]
+    log_y: np.ndarray
+    mask: np.ndarray
+    n_runs: np.ndarray
+    frames: list[pd.DataFrame]
+
+
+def group_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> GroupedData:
+    """Split a validated frame into groups, build each group's features and pad them to one length."""
+    if group_by is None:
+        groups, frames = (ALL,), [frame]
+    else:
+        keys = list(dict.fromkeys(frame[group_by]))
+        groups = tuple(str(k) for k in keys)
+        frames = [frame[frame[group_by] == k].reset_index(drop=True) for k in keys]
+    n_max = max(len(f) for f in frames)
+    pad = lambda v: np.pad(np.asarray(v, float), (0, n_max - len(v)), mode="edge")
+    feats = [law.features(f) for f in frames]
+    features = {k: np.stack([pad(fe[k]) for fe in feats]) for k in feats[0]}
+    log_y = np.stack([pad(np.log(f["loss"].to_numpy(float))) for f in frames])
+    n_runs = np.array([len(f) for f in frames])
+    mask = (np.arange(n_max)[None, :] < n_runs[:, None]).astype(float)
+    return GroupedData(groups, features, log_y, mask, n_runs, frames)
+
+
+@partial(jax.jit, static_argnames=("log_loss",))
+def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps):
+    """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q]."""
+
+    def per_group(x, y, w, p0):
+        def residual(phi):
+            theta = offset + basis @ phi
+            return jax.vmap(lambda xi: log_loss(theta, xi))(x) - y
+
+        return jax.vmap(lambda wi, pi: levenberg_marquardt(
+            residual, pi, wi, lower, upper, delta=delta, max_steps=max_steps))(w, p0)
+
+    return jax.vmap(per_group)(features, log_y, weights, phi0)
+
+
+def fit(
+    law: Law | str,
+    runs: RunTable | pd.DataFrame,
+    *,
+    group_by: str | None = None,
+    delta: float = 1e-3,
+    starts: np.ndarray | None = None,
+    fix: Mapping[str, float] | None = None,
+    tie: Sequence[tuple[str, str]] | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    screen_steps: int = 10,
+    keep: int = 32,
+    max_steps: int = 2000,
+    resample_indices: np.ndarray | None = None,
+) -> FitResult:
+    """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
+
+    Args:
+        law: a :class:`Law` or a registered name (``chinchilla``, ``data_constrained``, ``msl``, ``atlas``).
+        runs: a run table (validated here if it is a DataFrame).
+        group_by: column whose values define independent fits (e.g. ``language``).
+        delta: Huber threshold on log residuals.
+        starts: (S, P) internal-space starts; default the law's grid.
+        fix: public parameter values to hold fixed, e.g. ``{"alpha": 0.35}``.
+        tie: pairs ``(leader, follower)`` constrained equal, e.g. ``[("alpha", "beta")]``.
+        bootstrap: number of resamples B (0: none).
+        seed: seed of the resampling.
+        resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
+    """
+    require_x64()
+    timings = {}
+    t0 = time.perf_counter()
+    law = get_law(law) if isinstance(law, str) else law
+    cons = Constraints.build(law, fix, tie)
+    table = runs if isinstance(runs, RunTable) else validate_runs(
+        runs, required=law.required, group_by=group_by, n_free=cons.n_free)
+    frame = table.frame
+    if group_by is not None and group_by not in frame:
+        raise ValueError(f"--group-by: no column {group_by!r} in the runs")
+    data = group_data(law, frame, group_by)
+    G = len(data.groups)
+    features = {k: jnp.asarray(v) for k, v in data.features.items()}
+    log_y = jnp.asarray(data.log_y)
+    consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
+    solve = lambda w, p0, steps: solve_batch(law.log_loss, features, log_y, jnp.asarray(w), jnp.asarray(p0),
+                                             *consts, delta, steps)
+    timings["prepare_s"] = time.perf_counter() - t0
+
+    # multi-start: screen every start briefly, polish the best `keep` per group
+    t0 = time.perf_counter()
+    grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
+    phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
+    S = len(phi_starts)
+    w_all = np.broadcast_to(data.mask[:, None, :], (G, S, data.mask.shape[1]))
+    p_all = np.broadcast_to(phi_starts, (G, S, cons.n_free))
+    if S > keep:
+        screen = solve(w_all, p_all, screen_steps)
+        f = np.where(np.isfinite(screen.objective), screen.objective, np.inf)
+        best = np.argsort(f, axis=1)[:, :keep]
+        p_all = np.take_along_axis(np.asarray(screen.params), best[:, :, None], axis=1)
+        w_all = w_all[:, :keep]
+    sol = jax.tree.map(np.asarray, solve(w_all, p_all, max_steps))
+    f = np.where(np.isfinite(sol.objective), sol.objective, np.inf)
+    idx = np.argmin(f, axis=1)
+    pick = lambda a: a[np.arange(G), idx]
+    phi_hat = pick(sol.params)
+    theta_hat = cons.expand(phi_hat)
+    status_codes = pick(sol.status)
+    timings["fit_s"] = time.perf_counter() - t0
+
+    names = tuple(law.names_for(fr) for fr in data.frames)
+    warnings_ = list(table.warnings)
+    for g, group in enumerate(data.groups):
+        code = int(status_codes[g])
+        if code == AT_BOUND:
+            at = [cons.free_names[j] for j in range(cons.n_free)
+                  if phi_hat[g, j] <= cons.lower[j] or phi_hat[g, j] >= cons.upper[j]]
+            warnings_.append(f"group {group!r}: parameter(s) {', '.join(at)} pinned at a bound")
+        elif code != CONVERGED:
+            warnings_.append(f"group {group!r}: best fit did not converge ({STATUS_NAMES[code]})")
+
+    samples = sample_status = ci_low = ci_high = None
+    if bootstrap or resample_indices is not None:
+        t0 = time.perf_counter()
+        counts = _bootstrap_weights(data, bootstrap, seed, resample_indices)
+        B = counts.shape[1]
+        boot = jax.tree.map(np.asarray, solve(counts, np.broadcast_to(phi_hat[:, None, :], (G, B, cons.n_free)),
+                                               max_steps))
+        samples = law.to_public(cons.expand(boot.params))
+        sample_status = boot.status
+        ok = np.isin(sample_status, (CONVERGED, AT_BOUND))[..., None]
+        ci_low, ci_high = percentile_interval(np.where(ok, samples, np.nan), level, axis=1)
+        timings["bootstrap_s"] = time.perf_counter() - t0
+        for g, group in enumerate(data.groups):
+            bad = 1.0 - ok[g, :, 0].mean()
+            if bad > 0.01:
+                warnings_.append(f"group {group!r}: {bad:.1%} of bootstrap refits did not converge (left out of intervals)")
+
+    return FitResult(
+        law=law.name, groups=data.groups, names=names, estimate=law.to_public(theta_hat),
+        objective=pick(sol.objective), status=tuple(STATUS_NAMES[int(c)] for c in status_codes),
+        steps=pick(sol.steps), grad_norm=pick(sol.grad_norm), n_runs=data.n_runs, n_starts=S, delta=delta,
+        fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
+        ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
+    )
+
+
+def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) -> np.ndarray:
+    """[G, B, n_max] resample counts, zero on padding."""
+    n_max = data.mask.shape[1]
+    if indices is not None:
+        if len(data.groups) != 1:
+            raise ValueError("resample_indices needs a single group")
+        counts = counts_from_indices(indices, int(data.n_runs[0]))
+        return np.pad(counts, ((0, 0), (0, n_max - counts.shape[1])))[None]
+    rng = np.random.default_rng(seed)
+    return np.stack([np.pad(resample_counts(rng, int(n), n_resamples), ((0, 0), (0, n_max - int(n))))
+                     for n in data.n_runs])

@@ -1,0 +1,88 @@
+"""The outcome of a batched fit: estimates, diagnostics and bootstrap intervals per group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FitResult"]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Per-group fits of one law. Arrays are indexed ``[group, parameter]``.
+
+    ``estimate`` and ``samples`` are in public space (E, A, B, not their logs);
+    ``samples`` is ``[group, resample, parameter]`` when bootstrapped.
+    """
+
+    law: str
+    groups: tuple[str, ...]
+    names: tuple[tuple[str, ...], ...]       # public parameter names, per group
+    estimate: np.ndarray
+    objective: np.ndarray
+    status: tuple[str, ...]
+    steps: np.ndarray
+    grad_norm: np.ndarray
+    n_runs: np.ndarray
+    n_starts: int
+    delta: float
+    fixed: dict = field(default_factory=dict)
+    ties: tuple = ()
+    samples: np.ndarray | None = None
+    sample_status: np.ndarray | None = None  # [group, resample] status codes
+    ci_low: np.ndarray | None = None
+    ci_high: np.ndarray | None = None
+    level: float = 0.95
+    warnings: tuple[str, ...] = ()
+    timings: dict = field(default_factory=dict)
+
+    def params(self, group: str | None = None) -> dict[str, float]:
+        """Estimates of one group (the only one if ``group`` is None) as ``{name: value}``."""
+        g = self._group_index(group)
+        return dict(zip(self.names[g], map(float, self.estimate[g])))
+
+    def interval(self, name: str, group: str | None = None) -> tuple[float, float]:
+        if self.ci_low is None:
+            raise ValueError("no bootstrap was run: fit with bootstrap > 0 for intervals")
+        g = self._group_index(group)
+        j = self.names[g].index(name)
+        return float(self.ci_low[g, j]), float(self.ci_high[g, j])
+
+    def _group_index(self, group):
+        if group is None:
+            if len(self.groups) != 1:
+                raise ValueError(f"several groups were fitted ({', '.join(self.groups)}): name one")
+            return 0
+        if group not in self.groups:
+            raise ValueError(f"unknown group {group!r}; groups: {', '.join(self.groups)}")
+        return self.groups.index(group)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long format: one row per group and parameter (``group, param, estimate[, ci_low, ci_high]``)."""
+        rows = []
+        for g, group in enumerate(self.groups):
+            for j, name in enumerate(self.names[g]):
+                row = {"group": group, "param": name, "estimate": float(self.estimate[g, j])}
+                if self.ci_low is not None:
+                    row["ci_low"] = float(self.ci_low[g, j])
+                    row["ci_high"] = float(self.ci_high[g, j])
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def summary(self) -> dict:
+        """Per-group diagnostics as plain data (for fit.json)."""
+        return {
+            group: {
+                "objective": float(self.objective[g]),
+                "status": self.status[g],
+                "steps": int(self.steps[g]),
+                "grad_norm": float(self.grad_norm[g]),
+                "n_runs": int(self.n_runs[g]),
+                **({"bootstrap_converged_fraction": float(np.mean(self.sample_status[g] == 0))}
+                   if self.sample_status is not None else {}),
+            }
+            for g, group in enumerate(self.groups)
+        }

@@ -1,0 +1,116 @@
+"""Levenberg-Marquardt for Huber-robust nonlinear least squares, one problem at a time.
+
+Minimises ``f(phi) = sum_i w_i rho_delta(r_i(phi))`` for a residual function
+``r: R^q -> R^n``. Each step solves the Gauss-Newton system of the Huber loss,
+whose second derivative is ``rho'' = 1{|r| <= delta}``, with Marquardt damping:
+
+    (J^T H J + mu diag(J^T H J)) s = -J^T (w psi(r)),   H = diag(w 1{|r| <= delta})
+
+(a semismooth Newton step once the set of inlying residuals is right; Marquardt
+1963 scaling, Nielsen's 1999 damping update). It evaluates ``f`` and the
+Jacobian at the trial point once and keeps the trial only if ``f`` decreased.
+Steps are projected onto the box ``[lower, upper]``. (IRLS weights
+``min(1, delta/|r|)`` were tried first: same optima, 3-10x more steps.)
+
+The loop has no inner line search, so ``jax.vmap`` of :func:`levenberg_marquardt`
+over starts, groups and bootstrap weights runs one fused iteration for the whole
+batch; elements that have converged are frozen by the batched ``while_loop``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .robust import huber, huber_psi
+
+__all__ = ["Solution", "levenberg_marquardt", "CONVERGED", "MAX_STEPS", "NONFINITE", "AT_BOUND", "STATUS_NAMES"]
+
+CONVERGED, MAX_STEPS, NONFINITE, AT_BOUND = 0, 1, 2, 3
+STATUS_NAMES = ("converged", "max_steps", "nonfinite", "at_bound")
+
+
+class Solution(NamedTuple):
+    params: jnp.ndarray      # (q,) final estimate
+    objective: jnp.ndarray   # () robust objective at params
+    status: jnp.ndarray      # () int: CONVERGED, MAX_STEPS, NONFINITE or AT_BOUND
+    steps: jnp.ndarray       # () iterations taken
+    grad_norm: jnp.ndarray   # () max-norm of the objective's gradient at params
+
+
+class _State(NamedTuple):
+    phi: jnp.ndarray
+    f: jnp.ndarray
+    r: jnp.ndarray
+    jac: jnp.ndarray
+    mu: jnp.ndarray
+    nu: jnp.ndarray
+    step: jnp.ndarray
+    done: jnp.ndarray
+
+
+def levenberg_marquardt(
+    residual: Callable[[jnp.ndarray], jnp.ndarray],
+    phi0: jnp.ndarray,
+    weights: jnp.ndarray,
+    lower: jnp.ndarray,
+    upper: jnp.ndarray,
+    *,
+    delta: float = 1e-3,
+    max_steps: int = 200,
+    ftol: float = 1e-13,
+    xtol: float = 1e-11,
+    mu0: float = 1e-3,
+) -> Solution:
+    """Minimise ``sum(weights * huber(residual(phi), delta))`` from ``phi0``.
+
+    Converged when an accepted step lowers ``f`` by less than ``ftol * f`` or the
+    step is shorter than ``xtol * (|phi| + xtol)`` in every coordinate.
+    """
+    phi0 = jnp.clip(phi0, lower, upper)
+    def evaluate(phi):
+        r = residual(phi)
+        jac = jax.jacfwd(residual)(phi)
+        f = jnp.sum(weights * huber(r, delta))
+        return f, r, jac
+
+    f0, r0, j0 = evaluate(phi0)
+    init = _State(phi0, f0, r0, j0, jnp.asarray(mu0, f0.dtype), jnp.asarray(2.0, f0.dtype),
+                  jnp.asarray(0), ~jnp.isfinite(f0))
+
+    def cond(s):
+        return (~s.done) & (s.step < max_steps)
+
+    def body(s):
+        grad = s.jac.T @ (weights * huber_psi(s.r, delta))
+        hess = (s.jac * (weights * (jnp.abs(s.r) <= delta))[:, None]).T @ s.jac
+        diag = jnp.diag(hess)
+        scale = jnp.maximum(diag, 1e-12 * jnp.max(diag) + 1e-300)
+        trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), lower, upper)
+        dx = trial - s.phi
+        f1, r1, j1 = evaluate(trial)
+        predicted = -(grad @ dx) - 0.5 * dx @ hess @ dx
+        gain = (s.f - f1) / jnp.where(predicted > 0, predicted, jnp.inf)
+        accept = jnp.isfinite(f1) & (f1 < s.f)
+        small_f = accept & (s.f - f1 <= ftol * s.f)
+        small_x = jnp.all(jnp.abs(dx) <= xtol * (jnp.abs(s.phi) + xtol))
+        mu = jnp.where(accept, s.mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), s.mu * s.nu)
+        nu = jnp.where(accept, 2.0, 2.0 * s.nu)
+        keep = lambda new, old: jnp.where(accept, new, old)
+        return _State(
+            phi=keep(trial, s.phi), f=keep(f1, s.f), r=keep(r1, s.r), jac=keep(j1, s.jac),
+            mu=jnp.clip(mu, 1e-15, 1e15), nu=jnp.minimum(nu, 1e6), step=s.step + 1,
+            done=small_f | small_x | (s.mu >= 1e15),
+        )
+
+    s = jax.lax.while_loop(cond, body, init)
+    grad = s.jac.T @ (weights * huber_psi(s.r, delta))
+    free = (s.phi > lower) & (s.phi < upper)
+    at_bound = jnp.any(~free)
+    status = jnp.where(
+        ~jnp.isfinite(s.f), NONFINITE,
+        jnp.where(~s.done, MAX_STEPS, jnp.where(at_bound, AT_BOUND, CONVERGED)),
+    )
+    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, grad, 0.0))))

@@ -1,0 +1,96 @@
+"""The law specification shared by every engine.
+
+A law is a parameter spec plus a pure single-run prediction of the log loss,
+``log_loss(theta, x) -> scalar``, where ``theta`` holds the parameters in their
+*internal* (unconstrained or log) space and ``x`` maps feature names to scalars
+of one run. Engines vmap over runs, starts, groups and resamples; no law knows
+about batching. ``features(frame, ...)`` turns a validated run table into the
+feature arrays the prediction reads (the one place a law touches pandas).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Param", "Law", "lse", "grid_product"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One law parameter.
+
+    ``name`` is the public (output) name, ``internal`` the name in fitting space;
+    ``log=True`` means ``public = exp(internal)``. ``grid`` lists internal start
+    values; ``bounds`` is the internal box the solver keeps to.
+    """
+
+    name: str
+    internal: str
+    log: bool = False
+    grid: tuple[float, ...] = (0.0,)
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+
+    def to_public(self, value):
+        return np.exp(value) if self.log else value
+
+    def to_internal(self, value):
+        return np.log(value) if self.log else value
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: parameters, single-run log-loss prediction, feature builder."""
+
+    name: str
+    params: tuple[Param, ...]
+    log_loss: Callable[[jnp.ndarray, Mapping[str, jnp.ndarray]], jnp.ndarray]
+    features: Callable[..., dict[str, np.ndarray]]
+    required: tuple[str, ...] = ("params", "tokens", "loss")
+    description: str = ""
+    group_names: Callable[..., tuple[str, ...]] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def internal_names(self) -> tuple[str, ...]:
+        return tuple(p.internal for p in self.params)
+
+    def names_for(self, frame) -> tuple[str, ...]:
+        """Public names for one group's fit (laws whose names depend on the group override ``group_names``)."""
+        return self.names if self.group_names is None else self.group_names(frame)
+
+    def index(self, name: str) -> int:
+        """Position of a parameter given by public or internal name."""
+        for i, p in enumerate(self.params):
+            if name in (p.name, p.internal):
+                return i
+        raise ValueError(f"law {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.names)}")
+
+    def start_grid(self) -> np.ndarray:
+        """Cartesian product of the parameters' start grids, shape (S, P), internal space."""
+        return grid_product([p.grid for p in self.params])
+
+    def to_public(self, theta: np.ndarray) -> np.ndarray:
+        """Internal -> public parameters along the last axis."""
+        theta = np.asarray(theta, dtype=float)
+        return np.stack([p.to_public(theta[..., i]) for i, p in enumerate(self.params)], axis=-1)
+
+
+def grid_product(axes) -> np.ndarray:
+    return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, len(axes))
+
+
+def lse(*terms):
+    """Log-sum-exp of scalar terms, written out (max, exp, log) so it fuses and vmaps cheaply."""
+    m = terms[0]
+    for t in terms[1:]:
+        m = jnp.maximum(m, t)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return m + jnp.log(sum(jnp.exp(t - m) for t in terms))
