@@ -1,16 +1,19 @@
 """Levenberg-Marquardt for Huber-robust nonlinear least squares, one problem at a time.
 
 Minimises ``f(phi) = sum_i w_i rho_delta(r_i(phi))`` for a residual function
-``r: R^q -> R^n``. Each step solves the Gauss-Newton system of the Huber loss,
-whose second derivative is ``rho'' = 1{|r| <= delta}``, with Marquardt damping:
+``r: R^q -> R^n``. Each step solves Marquardt-damped Gauss-Newton equations
 
-    (J^T H J + mu diag(J^T H J)) s = -J^T (w psi(r)),   H = diag(w 1{|r| <= delta})
+    (J^T H J + mu diag(J^T H J)) s = -J^T (w psi(r))
+    H = diag(w c(r)),  c(r) = 1 if |r| <= delta else eps delta / |r|
 
-(a semismooth Newton step once the set of inlying residuals is right; Marquardt
-1963 scaling, Nielsen's 1999 damping update). It evaluates ``f`` and the
-Jacobian at the trial point once and keeps the trial only if ``f`` decreased.
-Steps are projected onto the box ``[lower, upper]``. (IRLS weights
-``min(1, delta/|r|)`` were tried first: same optima, 3-10x more steps.)
+``c`` is Huber's exact second derivative on inliers (so the step is a
+semismooth Newton step once the inlier set is right) plus a small share
+``eps = outlier_curvature`` of the IRLS weight on outliers, which keeps the
+system well posed when few residuals are inliers. (Pure IRLS weights, eps = 1,
+reach the same optima in 3-10x more steps; eps = 0 stalls when no residual is an
+inlier.) Marquardt 1963 scaling, Nielsen's 1999 damping update; one evaluation
+of ``f`` and the Jacobian per step; the trial is kept only if ``f`` decreased;
+steps are projected onto the box ``[lower, upper]``.
 
 The loop has no inner line search, so ``jax.vmap`` of :func:`levenberg_marquardt`
 over starts, groups and bootstrap weights runs one fused iteration for the whole
@@ -63,6 +66,7 @@ def levenberg_marquardt(
     ftol: float = 1e-13,
     xtol: float = 1e-11,
     mu0: float = 1e-3,
+    outlier_curvature: float = 0.05,
 ) -> Solution:
     """Minimise ``sum(weights * huber(residual(phi), delta))`` from ``phi0``.
 
@@ -70,6 +74,10 @@ def levenberg_marquardt(
     step is shorter than ``xtol * (|phi| + xtol)`` in every coordinate.
     """
     phi0 = jnp.clip(phi0, lower, upper)
+    def curvature(r):
+        a = jnp.abs(r)
+        return jnp.where(a <= delta, 1.0, outlier_curvature * delta / jnp.maximum(a, delta))
+
     def evaluate(phi):
         r = residual(phi)
         jac = jax.jacfwd(residual)(phi)
@@ -85,7 +93,7 @@ def levenberg_marquardt(
 
     def body(s):
         grad = s.jac.T @ (weights * huber_psi(s.r, delta))
-        hess = (s.jac * (weights * (jnp.abs(s.r) <= delta))[:, None]).T @ s.jac
+        hess = (s.jac * (weights * curvature(s.r))[:, None]).T @ s.jac
         diag = jnp.diag(hess)
         scale = jnp.maximum(diag, 1e-12 * jnp.max(diag) + 1e-300)
         trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), lower, upper)

@@ -1,15 +1,20 @@
 """The law library: one module per family, each a parameter spec plus a single-run log-loss prediction."""
 
+from .atlas import ATLAS, ATLAS_VARIANTS, atlas_law, transfer_languages
 from .chinchilla import CHINCHILLA
+from .data_constrained import DATA_CONSTRAINED
+from .msl import MSL
 from .spec import Law, Param
 
-__all__ = ["Law", "Param", "CHINCHILLA", "LAWS", "get_law"]
+__all__ = ["Law", "Param", "CHINCHILLA", "DATA_CONSTRAINED", "MSL", "ATLAS", "ATLAS_VARIANTS", "atlas_law",
+           "transfer_languages", "LAWS", "get_law"]
 
-LAWS: dict[str, Law] = {law.name: law for law in (CHINCHILLA,)}
+LAWS: dict[str, Law] = {law.name: law for law in (
+    CHINCHILLA, DATA_CONSTRAINED, MSL, ATLAS, atlas_law("monolingual"), atlas_law("other"))}
 
 
 def get_law(name: str) -> Law:
-    """A registered law by name."""
+    """A registered law by name: chinchilla, data_constrained, msl, atlas, atlas_monolingual, atlas_other."""
     try:
         return LAWS[name]
     except KeyError:

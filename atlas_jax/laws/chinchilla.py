@@ -16,7 +16,7 @@ import numpy as np
 
 from .spec import Law, Param, lse
 
-__all__ = ["CHINCHILLA", "chinchilla_params", "chinchilla_log_loss", "log_size_features"]
+__all__ = ["CHINCHILLA", "chinchilla_params", "coarse_chinchilla_params", "chinchilla_log_loss", "log_size_features"]
 
 _EXPONENT = (0.0, 0.5, 1.0, 1.5, 2.0)
 
@@ -30,6 +30,20 @@ def chinchilla_params() -> tuple[Param, ...]:
         Param("alpha", "alpha", grid=_EXPONENT, bounds=(0.0, 10.0)),
         Param("beta", "beta", grid=_EXPONENT, bounds=(0.0, 10.0)),
     )
+
+
+_COARSE = {"E": (-0.5, 0.5), "A": (0.0, 5.0, 10.0, 15.0, 20.0), "B": (0.0, 5.0, 10.0, 15.0, 20.0),
+           "alpha": (0.25, 0.5, 1.0), "beta": (0.25, 0.5, 1.0)}
+
+
+def coarse_chinchilla_params() -> tuple[Param, ...]:
+    """Chinchilla parameters with a coarser start grid (450 points) for laws that add parameters.
+
+    Exponents are kept away from 0, where laws using alpha/beta ratios are undefined.
+    """
+    return tuple(Param(p.name, p.internal, p.log, _COARSE[p.name],
+                       (1e-3, p.bounds[1]) if p.name in ("alpha", "beta") else p.bounds)
+                 for p in chinchilla_params())
 
 
 def chinchilla_log_loss(theta, log_n, log_d):
