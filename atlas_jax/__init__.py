@@ -1,5 +1,43 @@
-"""atlas-jax: batched, jit-compiled scaling-law fitting with intervals."""
+"""atlas-jax: batched, jit-compiled scaling-law fitting with bootstrap intervals.
+
+Importing the package switches JAX to float64: the Chinchilla problem's Hessian
+has condition number ~1e11, so fits need double precision.
+"""
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+from .data import RunTable, load_runs, validate_runs  # noqa: E402
+from .datasets import load_chinchilla, load_datablations  # noqa: E402
+from .fit import (  # noqa: E402
+    FitResult,
+    evaluate_holdout,
+    fit,
+    fit_data_constrained_two_stage,
+    holdout_mask,
+    predict,
+    r_squared,
+)
+from .laws import LAWS, Law, Param, get_law  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "fit",
+    "FitResult",
+    "fit_data_constrained_two_stage",
+    "evaluate_holdout",
+    "holdout_mask",
+    "predict",
+    "r_squared",
+    "load_runs",
+    "validate_runs",
+    "RunTable",
+    "load_chinchilla",
+    "load_datablations",
+    "Law",
+    "Param",
+    "LAWS",
+    "get_law",
+]

@@ -1,0 +1,23 @@
+"""Robust objective, batched solver, multi-start, bootstrap and held-out evaluation."""
+
+from .evaluate import PROTOCOLS, evaluate_holdout, holdout_mask, predict, r_squared
+from .fitting import fit
+from .recipes import fit_data_constrained_two_stage
+from .result import FitResult
+from .robust import huber
+from .solver import STATUS_NAMES, Solution, levenberg_marquardt
+
+__all__ = [
+    "fit",
+    "FitResult",
+    "fit_data_constrained_two_stage",
+    "evaluate_holdout",
+    "holdout_mask",
+    "predict",
+    "r_squared",
+    "PROTOCOLS",
+    "huber",
+    "levenberg_marquardt",
+    "Solution",
+    "STATUS_NAMES",
+]

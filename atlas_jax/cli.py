@@ -1,0 +1,130 @@
+"""Command-line interface: ``atlas-jax fit RUNS --law LAW --out DIR``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from importlib.metadata import version
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Fit scaling laws (Chinchilla, data-constrained, MSL, ATLAS) to training runs, with intervals.")
+
+BUNDLED = {"epoch-chinchilla": "load_chinchilla", "datablations": "load_datablations"}
+
+
+class LawName(str, Enum):
+    chinchilla = "chinchilla"
+    data_constrained = "data_constrained"
+    msl = "msl"
+    atlas = "atlas"
+
+
+@app.callback()
+def _main():
+    """atlas-jax: batched, jit-compiled scaling-law fits on CPU, GPU or TPU."""
+
+
+@app.command("fit")
+def fit_cmd(
+    runs: str = typer.Argument(..., help="CSV or Parquet run table, or a bundled dataset: "
+                                         + ", ".join(BUNDLED)),
+    law: LawName = typer.Option(..., "--law", help="Law family to fit."),
+    out: Path = typer.Option(..., "--out", help="Output folder for params.csv and fit.json."),
+    delta: float = typer.Option(1e-3, "--delta", help="Huber threshold on log residuals."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for 95% percentile intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    fix: Optional[List[str]] = typer.Option(None, "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable)."),
+    tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: LEADER=FOLLOWER, e.g. alpha=beta."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
+    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+):
+    """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high]) and DIR/fit.json."""
+    try:
+        _fit(runs, law.value, out, delta, bootstrap, seed, fix or [], tie or [], group_by, columns or [])
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
+
+
+def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, columns):
+    import jax
+    import pandas as pd
+
+    import atlas_jax
+    from atlas_jax.data.runs import load_runs, parse_column_mapping, validate_runs
+    from atlas_jax.fit.constraints import Constraints, parse_assignments
+    from atlas_jax.io import atomic_output_dir, write_json
+    from atlas_jax.laws import get_law
+
+    started = time.perf_counter()
+    law = get_law(law_name)
+    if law_name == "atlas":
+        law = _atlas_variant(runs, columns)
+    fixed = {}
+    for name, value in parse_assignments(fix, "--fix"):
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--fix {name}={value}: expected a number") from None
+    ties = parse_assignments(tie, "--tie")
+    cons = Constraints.build(law, fixed, ties)
+    mapping = parse_column_mapping(columns)
+    if runs in BUNDLED and not Path(runs).exists():
+        table = validate_runs(getattr(atlas_jax, BUNDLED[runs])().frame, mapping, required=law.required,
+                              group_by=group_by, n_free=cons.n_free)
+    else:
+        table = load_runs(runs, mapping, required=law.required, group_by=group_by, n_free=cons.n_free)
+    result = atlas_jax.fit(law, table, group_by=group_by, delta=delta, fix=fixed, tie=ties,
+                           bootstrap=bootstrap, seed=seed)
+    frame = result.to_frame()
+    info = {
+        "law": law.name,
+        "runs": str(runs),
+        "groups": result.summary(),
+        "n_starts": result.n_starts,
+        "delta": delta,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "fixed": result.fixed,
+        "ties": [list(t) for t in result.ties],
+        "warnings": list(result.warnings),
+        "timings_s": {**result.timings, "total_s": time.perf_counter() - started},
+        "versions": {p: version(p) for p in ("atlas-jax", "jax", "jaxlib", "numpy", "pandas")},
+        "device": [str(d) for d in jax.devices()],
+        "command": sys.argv,
+    }
+    with atomic_output_dir(out) as tmp:
+        frame.to_csv(tmp / "params.csv", index=False)
+        write_json(tmp / "fit.json", info)
+    with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
+        typer.echo(frame.to_string(index=False))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(f"objective {', '.join(f'{g}={v:.10g}' for g, v in zip(result.groups, result.objective))}; "
+               f"{result.n_starts} starts; wrote {out}/params.csv and {out}/fit.json")
+
+
+def _atlas_variant(runs, columns):
+    """The full ATLAS law when the table has mixture columns, else its monolingual variant."""
+    import pandas as pd
+
+    from atlas_jax.laws import get_law
+
+    path = Path(runs)
+    head = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, nrows=1) \
+        if path.exists() else pd.DataFrame()
+    names = set(head.columns) | {c.partition("=")[0] for c in columns}
+    return get_law("atlas" if any(n.startswith("tokens_") for n in names) else "atlas_monolingual")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

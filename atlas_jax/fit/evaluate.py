@@ -1,0 +1,102 @@
+"""Held-out evaluation of fitted laws under the ATLAS paper's five protocols (Longpre et al. 2026, Table 1).
+
+``r_squared`` is on the loss itself, ``1 - sum (L - L_hat)^2 / sum (L - mean L)^2``
+(as in Muennighoff et al.'s published R^2 = 0.7722).
+
+Protocols (each returns a boolean *held-out* mask over the runs):
+- ``random``: a random 20 % of runs;
+- ``max_tokens``: the 20 % of runs with the most tokens D;
+- ``model_sizes``: runs of the held-out model sizes (default: the sizes nearest to 660M and 8B parameters);
+- ``max_compute``: the 20 % of runs with the largest compute C = 6 N D;
+- ``mixtures``: runs whose mixture is not monolingual, bilingual or the largest (Unimax-like) mixture,
+  i.e. 3 <= K < max K languages with tokens > 0.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..data.runs import RunTable, validate_runs
+from ..laws import get_law
+from ..laws.spec import Law
+from .fitting import fit
+
+__all__ = ["PROTOCOLS", "r_squared", "predict", "holdout_mask", "evaluate_holdout"]
+
+PROTOCOLS = ("random", "max_tokens", "model_sizes", "max_compute", "mixtures")
+
+
+def r_squared(y, y_hat) -> float:
+    y, y_hat = np.asarray(y, float), np.asarray(y_hat, float)
+    return float(1.0 - np.sum((y - y_hat) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def predict(law: Law | str, frame: pd.DataFrame, params: dict[str, float]) -> np.ndarray:
+    """Predicted loss of every run in ``frame`` (one group) at public ``params``."""
+    law = get_law(law) if isinstance(law, str) else law
+    theta = np.array([p.to_internal(params[name]) for p, name in zip(law.params, law.names_for(frame))])
+    x = {k: jnp.asarray(v) for k, v in law.features(frame).items()}
+    return np.exp(np.asarray(jax.vmap(lambda xi: law.log_loss(jnp.asarray(theta), xi))(x)))
+
+
+def _top_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
+    k = max(1, int(round(fraction * len(values))))
+    mask = np.zeros(len(values), bool)
+    mask[np.argsort(values, kind="stable")[-k:]] = True
+    return mask
+
+
+def holdout_mask(frame: pd.DataFrame, protocol: str, *, fraction: float = 0.2, seed: int = 0,
+                 sizes: Sequence[float] = (6.6e8, 8.45e9)) -> np.ndarray:
+    """Boolean mask of the held-out runs of ``frame`` under ``protocol``."""
+    n, d = frame["params"].to_numpy(float), frame["tokens"].to_numpy(float)
+    if protocol == "random":
+        mask = np.zeros(len(frame), bool)
+        mask[np.random.default_rng(seed).permutation(len(frame))[: max(1, int(round(fraction * len(frame))))]] = True
+        return mask
+    if protocol == "max_tokens":
+        return _top_fraction(d, fraction)
+    if protocol == "max_compute":
+        return _top_fraction(6.0 * n * d, fraction)
+    if protocol == "model_sizes":
+        distinct = np.unique(n)
+        held = {distinct[np.argmin(np.abs(np.log(distinct) - np.log(s)))] for s in sizes}
+        return np.isin(n, list(held))
+    if protocol == "mixtures":
+        mix = [c for c in frame.columns if c.startswith("tokens_")]
+        if not mix:
+            raise ValueError("protocol 'mixtures' needs mixture columns tokens_<lang>")
+        k = (frame[mix].to_numpy(float) > 0).sum(axis=1)
+        return (k >= 3) & (k < k.max())
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+
+
+def evaluate_holdout(law: Law | str, runs: RunTable | pd.DataFrame, protocols: Sequence[str] = PROTOCOLS, *,
+                     group_by: str | None = None, seed: int = 0, **fit_kwargs) -> pd.DataFrame:
+    """Fit on the kept runs and score R^2 on the held-out runs, per protocol and group.
+
+    Returns a DataFrame with ``protocol, group, n_train, n_test, r2``; protocols that leave a group
+    without test runs or with too few training runs are reported with ``r2 = NaN``.
+    """
+    law = get_law(law) if isinstance(law, str) else law
+    frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required,
+                                                                   group_by=group_by)).frame
+    groups = [(None, frame)] if group_by is None else [(k, f.reset_index(drop=True)) for k, f in frame.groupby(group_by, sort=False)]
+    rows = []
+    for protocol in protocols:
+        for key, gframe in groups:
+            test = holdout_mask(gframe, protocol, seed=seed)
+            train = gframe[~test].reset_index(drop=True)
+            row = {"protocol": protocol, "group": "all" if key is None else str(key),
+                   "n_train": int((~test).sum()), "n_test": int(test.sum()), "r2": np.nan}
+            if test.any() and len(train) > len(law.params):
+                res = fit(law, train, **fit_kwargs)
+                held = gframe[test].reset_index(drop=True)
+                row["r2"] = r_squared(held["loss"], predict(law, held, res.params()))
+            rows.append(row)
+    return pd.DataFrame(rows)
