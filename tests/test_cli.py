@@ -1,0 +1,66 @@
+"""The CLI contract: files written, their columns, atomicity, and one-line errors with exit code 2."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from atlas_jax.cli import app
+
+BASE = {"E": np.exp(0.6254804), "A": np.exp(6.255414), "B": np.exp(7.3049974), "alpha": 0.3526596, "beta": 0.3526596}
+FIX = [arg for k, v in BASE.items() for arg in ("--fix", f"{k}={float(v)!r}")]
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def test_fit_writes_params_and_json(tmp_path):
+    out = tmp_path / "dcsl"
+    res = run("fit", "datablations", "--law", "data_constrained", "--out", out, "--bootstrap", 20, "--seed", 3, *FIX)
+    assert res.exit_code == 0, res.output
+    params = pd.read_csv(out / "params.csv")
+    assert list(params.columns) == ["group", "param", "estimate", "ci_low", "ci_high"]
+    est = params.set_index("param")["estimate"]
+    assert est["alpha"] == pytest.approx(BASE["alpha"], rel=1e-12)
+    info = json.loads((out / "fit.json").read_text())
+    assert info["law"] == "data_constrained" and info["seed"] == 3 and info["bootstrap"] == 20
+    assert info["groups"]["all"]["objective"] <= 0.0158259354  # the published optimum or a lower one
+    assert {"jax", "atlas-jax"} <= set(info["versions"]) and info["device"] and info["n_starts"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dcsl"]  # no temporary folder left behind
+
+
+def test_columns_mapping_group_by_and_tie(tmp_path):
+    rng = np.random.default_rng(0)
+    n, d = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5))
+    frames = []
+    for lang, e in (("xx", 1.5), ("yy", 2.0)):
+        loss = e + 400 / n.ravel() ** 0.33 + 900 / d.ravel() ** 0.33
+        frames.append(pd.DataFrame({"N": n.ravel(), "D": d.ravel(), "L": loss * np.exp(rng.normal(0, 1e-3, 25)),
+                                    "lang": lang}))
+    path = tmp_path / "runs.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    out = tmp_path / "out"
+    res = run("fit", path, "--law", "chinchilla", "--out", out, "--group-by", "language", "--tie", "alpha=beta",
+              "--columns", "params=N", "--columns", "tokens=D", "--columns", "loss=L", "--columns", "language=lang")
+    assert res.exit_code == 0, res.output
+    params = pd.read_csv(out / "params.csv").pivot(index="param", columns="group", values="estimate")
+    assert list(params.columns) == ["xx", "yy"]
+    np.testing.assert_allclose(params.loc["alpha"], params.loc["beta"], rtol=0)
+    np.testing.assert_allclose(params.loc["E"], [1.5, 2.0], rtol=0.05)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("missing.csv",), "not found"),
+    (("datablations", "--fix", "gamma=1"), "no parameter 'gamma'"),
+    (("datablations", "--fix", "alpha"), "expected NAME=VALUE"),
+    (("datablations", "--group-by", "nope"), "nope"),
+])
+def test_user_errors_exit_2_without_output(tmp_path, args, message):
+    out = tmp_path / "out"
+    res = run("fit", args[0], "--law", "data_constrained", "--out", out, *args[1:])
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
