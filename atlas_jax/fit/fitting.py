@@ -69,6 +69,9 @@ def group_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> GroupedDa
     return GroupedData(groups, features, log_y, mask, n_runs, frames)
 
 
+_CHUNK = 256  # elements per batched while_loop in solve_batch (cache-sized; tuned on Chinchilla, n=240, q=5)
+
+
 @partial(jax.jit, static_argnames=("log_loss",))
 def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps):
     """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q]."""
@@ -78,8 +81,18 @@ def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, 
             theta = offset + basis @ phi
             return jax.vmap(lambda xi: log_loss(theta, xi))(x) - y
 
-        return jax.vmap(lambda wi, pi: levenberg_marquardt(
-            residual, pi, wi, lower, upper, delta=delta, max_steps=max_steps))(w, p0)
+        one = lambda wi, pi: levenberg_marquardt(residual, pi, wi, lower, upper, delta=delta, max_steps=max_steps)
+        S = w.shape[0]
+        if S <= _CHUNK:
+            return jax.vmap(one)(w, p0)
+        # Chunks of _CHUNK elements, one after another: each chunk's (chunk, n) intermediates
+        # stay in cache and its while_loop stops when its own slowest element converges.
+        # Pad to whole chunks (repeating the last element) so only one loop body is compiled.
+        n_chunks = -(-S // _CHUNK)
+        pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], n_chunks * _CHUNK - S, axis=0)])
+        split = lambda a: pad(a).reshape((n_chunks, _CHUNK) + a.shape[1:])
+        out = jax.lax.map(lambda c: jax.vmap(one)(*c), (split(w), split(p0)))
+        return jax.tree.map(lambda a: a.reshape((n_chunks * _CHUNK,) + a.shape[2:])[:S], out)
 
     return jax.vmap(per_group)(features, log_y, weights, phi0)
 

@@ -46,12 +46,13 @@ class Solution(NamedTuple):
 class _State(NamedTuple):
     phi: jnp.ndarray
     f: jnp.ndarray
-    r: jnp.ndarray
-    jac: jnp.ndarray
+    grad: jnp.ndarray    # (q,) J^T (w psi(r)) at phi
+    hess: jnp.ndarray    # (q, q) J^T H J at phi
     mu: jnp.ndarray
     nu: jnp.ndarray
     step: jnp.ndarray
     done: jnp.ndarray
+    fresh: jnp.ndarray   # phi not evaluated yet: the first pass only evaluates phi0
 
 
 def levenberg_marquardt(
@@ -74,31 +75,40 @@ def levenberg_marquardt(
     step is shorter than ``xtol * (|phi| + xtol)`` in every coordinate.
     """
     phi0 = jnp.clip(phi0, lower, upper)
+    q = phi0.shape[0]
+    dtype = jnp.result_type(phi0, float)
+
     def curvature(r):
         a = jnp.abs(r)
         return jnp.where(a <= delta, 1.0, outlier_curvature * delta / jnp.maximum(a, delta))
 
+    @jax.jit  # traced once, shared by every call below
     def evaluate(phi):
-        r = residual(phi)
-        jac = jax.jacfwd(residual)(phi)
+        # f, g = J^T (w psi(r)) and J^T diag(w c(r)) J at phi. Only these small reductions
+        # travel in the loop state, not r (n,) or J (n, q). The Jacobian comes from one
+        # vmapped jvp as (q, n), so the reductions over n run along the contiguous axis.
+        r, jac = jax.vmap(lambda t: jax.jvp(residual, (phi,), (t,)), out_axes=(None, 0))(
+            jnp.eye(q, dtype=phi.dtype))
         f = jnp.sum(weights * huber(r, delta))
-        return f, r, jac
+        return f, jac @ (weights * huber_psi(r, delta)), (jac * (weights * curvature(r))) @ jac.T
 
-    f0, r0, j0 = evaluate(phi0)
-    init = _State(phi0, f0, r0, j0, jnp.asarray(mu0, f0.dtype), jnp.asarray(2.0, f0.dtype),
-                  jnp.asarray(0), ~jnp.isfinite(f0))
+    # The first pass of the loop evaluates phi0 (``fresh``) instead of stepping, so the
+    # compiled program holds one copy of ``evaluate`` rather than two.
+    inf = jnp.asarray(jnp.inf, dtype)
+    init = _State(phi0, inf, jnp.zeros(q, dtype), jnp.eye(q, dtype=dtype), jnp.asarray(mu0, dtype),
+                  jnp.asarray(2.0, dtype), jnp.asarray(0), jnp.asarray(False), jnp.asarray(True))
 
     def cond(s):
-        return (~s.done) & (s.step < max_steps)
+        return s.fresh | ((~s.done) & (s.step < max_steps))
 
     def body(s):
-        grad = s.jac.T @ (weights * huber_psi(s.r, delta))
-        hess = (s.jac * (weights * curvature(s.r))[:, None]).T @ s.jac
+        grad, hess = s.grad, s.hess
         diag = jnp.diag(hess)
         scale = jnp.maximum(diag, 1e-12 * jnp.max(diag) + 1e-300)
         trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), lower, upper)
+        trial = jnp.where(s.fresh, s.phi, trial)
         dx = trial - s.phi
-        f1, r1, j1 = evaluate(trial)
+        f1, g1, h1 = evaluate(trial)
         predicted = -(grad @ dx) - 0.5 * dx @ hess @ dx
         gain = (s.f - f1) / jnp.where(predicted > 0, predicted, jnp.inf)
         accept = jnp.isfinite(f1) & (f1 < s.f)
@@ -107,18 +117,19 @@ def levenberg_marquardt(
         mu = jnp.where(accept, s.mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), s.mu * s.nu)
         nu = jnp.where(accept, 2.0, 2.0 * s.nu)
         keep = lambda new, old: jnp.where(accept, new, old)
-        return _State(
-            phi=keep(trial, s.phi), f=keep(f1, s.f), r=keep(r1, s.r), jac=keep(j1, s.jac),
+        stepped = _State(
+            phi=keep(trial, s.phi), f=keep(f1, s.f), grad=keep(g1, grad), hess=keep(h1, hess),
             mu=jnp.clip(mu, 1e-15, 1e15), nu=jnp.minimum(nu, 1e6), step=s.step + 1,
-            done=small_f | small_x | (s.mu >= 1e15),
+            done=small_f | small_x | (s.mu >= 1e15), fresh=jnp.asarray(False),
         )
+        first = _State(s.phi, f1, g1, h1, s.mu, s.nu, s.step, ~jnp.isfinite(f1), jnp.asarray(False))
+        return jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), first, stepped)
 
     s = jax.lax.while_loop(cond, body, init)
-    grad = s.jac.T @ (weights * huber_psi(s.r, delta))
     free = (s.phi > lower) & (s.phi < upper)
     at_bound = jnp.any(~free)
     status = jnp.where(
         ~jnp.isfinite(s.f), NONFINITE,
         jnp.where(~s.done, MAX_STEPS, jnp.where(at_bound, AT_BOUND, CONVERGED)),
     )
-    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, grad, 0.0))))
+    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0))))
