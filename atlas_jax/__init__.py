@@ -10,7 +10,7 @@ jax.config.update("jax_enable_x64", True)
 
 from .data import RunTable, load_runs, validate_runs  # noqa: E402
 from .datasets import load_chinchilla, load_datablations  # noqa: E402
-from .fit import (  # noqa: E402
+from .engine import (  # noqa: E402
     FitResult,
     evaluate_holdout,
     fit,

@@ -57,7 +57,7 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
 
     import atlas_jax
     from atlas_jax.data.runs import load_runs, parse_column_mapping, validate_runs
-    from atlas_jax.fit.constraints import Constraints, parse_assignments
+    from atlas_jax.engine.constraints import Constraints, parse_assignments
     from atlas_jax.io import atomic_output_dir, write_json
     from atlas_jax.laws import get_law
 

@@ -1,4 +1,4 @@
-"""Accuracy of ``atlas_jax.fit``: recovery of known parameters from noiseless synthetic data,
+"""Accuracy of ``atlas_jax.fit`` (atlas_jax.engine): recovery of known parameters from noiseless synthetic data,
 agreement with scipy on noisy problems, batched == one-at-a-time, constraints, bootstrap
 intervals, held-out protocols and input errors.
 
@@ -224,10 +224,12 @@ def test_groups_batched_equal_individual(ref, grouped):
     for g in together.groups:
         sub = grouped[grouped["group"] == g].drop(columns="group").reset_index(drop=True)
         alone = aj.fit(CHINCHILLA, sub, starts=CHIN_STARTS)
-        for n, v in together.params(g).items():
-            assert v == pytest.approx(alone.params()[n], rel=1e-8), (g, n)
+        # same optimum: the objective to 1e-12; parameters to 1e-6 because padding the smaller groups changes
+        # the order of floating-point sums and the optimum lies in a flat valley (Hessian condition ~1e11)
         gi = together.groups.index(g)
-        assert together.objective[gi] == pytest.approx(alone.objective[0], rel=1e-8)
+        assert together.objective[gi] == pytest.approx(alone.objective[0], rel=1e-12)
+        for n, v in together.params(g).items():
+            assert v == pytest.approx(alone.params()[n], rel=1e-6), (g, n)
         # each group's estimate is also scipy's optimum on that group alone
         sp = scipy_chinchilla(ref, sub, _to_ref_starts(CHIN_STARTS))
         assert together.objective[gi] <= sp.fun + 1e-12
@@ -430,9 +432,6 @@ def test_group_with_too_few_runs_names_the_group(npl):
                group_by="group")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="package bug: fit() skips the n_free check when given a RunTable (validate_runs is only "
-                          "called for DataFrames), so an under-determined group is fitted silently")
 def test_runtable_group_with_too_few_runs_names_the_group(npl):
     big = npl.chinchilla_frame(SIZES, TOKENS).assign(group="big")
     tiny = npl.chinchilla_frame([1e8, 1e9], [1e9, 1e10]).assign(group="tiny")
@@ -445,9 +444,6 @@ def test_runtable_group_with_too_few_runs_names_the_group(npl):
         raise AssertionError("no ValueError for group 'tiny' (4 runs, 5 free parameters)")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="package bug: fit() with every parameter fixed (no free parameter) crashes inside numpy/jax "
-                          "instead of returning the objective at the fixed values (or a clear error)")
 def test_fit_with_every_parameter_fixed_returns_objective(npl, noisy40):
     res = aj.fit(CHINCHILLA, noisy40, fix=npl.CHIN_TRUTH, starts=CHIN_STARTS)
     r = np.log(npl.chinchilla(noisy40["params"], noisy40["tokens"], **npl.CHIN_TRUTH)) - np.log(noisy40["loss"])

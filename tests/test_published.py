@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import atlas_jax as aj
-from atlas_jax.fit import huber
+from atlas_jax.engine import huber
 from atlas_jax.laws import CHINCHILLA, DATA_CONSTRAINED
 
 # Epoch "replicate exactly" (notebook cell 18): plain Huber-loss fit from Hoffmann's 4,500-start grid
@@ -116,7 +116,7 @@ def datablations():
 
 
 def _objective(frame, params):
-    """Summed Huber (delta = 1e-3) of the law's log-loss residuals, via atlas_jax.fit.huber."""
+    """Summed Huber (delta = 1e-3) of the law's log-loss residuals, via atlas_jax.engine.huber."""
     log_pred = np.log(aj.predict(DATA_CONSTRAINED, frame, params))
     return float(np.sum(huber(log_pred - np.log(frame["loss"].to_numpy(float)), 1e-3)))
 

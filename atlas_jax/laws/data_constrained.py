@@ -10,7 +10,7 @@
 (``N_opt(U)`` is Chinchilla's compute-optimal size at the compute for which U
 tokens are optimal.) Parameters ``E A B alpha beta R_D_star R_N_star``; R* are
 fitted as logs. The published two-stage recipe lives in
-:func:`atlas_jax.fit.recipes.fit_data_constrained_two_stage`.
+:func:`atlas_jax.engine.recipes.fit_data_constrained_two_stage`.
 """
 
 from __future__ import annotations

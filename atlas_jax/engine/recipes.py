@@ -1,4 +1,4 @@
-"""Published multi-stage fitting recipes built on :func:`~atlas_jax.fit.fitting.fit`."""
+"""Published multi-stage fitting recipes built on :func:`~atlas_jax.fit`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..data.runs import RunTable, validate_runs
 from ..laws import CHINCHILLA, DATA_CONSTRAINED
-from .fitting import fit
+from .batch import fit
 from .result import FitResult
 
 __all__ = ["fit_data_constrained_two_stage"]

@@ -1,7 +1,7 @@
 """Robust objective, batched solver, multi-start, bootstrap and held-out evaluation."""
 
 from .evaluate import PROTOCOLS, evaluate_holdout, holdout_mask, predict, r_squared
-from .fitting import fit
+from .batch import fit
 from .recipes import fit_data_constrained_two_stage
 from .result import FitResult
 from .robust import huber

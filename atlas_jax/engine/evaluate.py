@@ -24,7 +24,7 @@ import pandas as pd
 from ..data.runs import RunTable, validate_runs
 from ..laws import get_law
 from ..laws.spec import Law
-from .fitting import fit
+from .batch import fit
 
 __all__ = ["PROTOCOLS", "r_squared", "predict", "holdout_mask", "evaluate_holdout"]
 

@@ -4,7 +4,7 @@
 
     sum_i w_i Huber_delta(log L_hat(theta; x_i) - log L_i)      (Hoffmann et al. 2022)
 
-with :func:`~atlas_jax.fit.solver.levenberg_marquardt`. Multi-start is
+with :func:`~atlas_jax.engine.solver.levenberg_marquardt`. Multi-start is
 screen-then-polish: every start takes ``screen_steps`` steps, the ``keep`` best
 per group are run to convergence, and the lowest objective wins. A bootstrap
 resample is a vector of integer weights on the group's runs, refitted from the
@@ -133,11 +133,9 @@ def fit(
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
     cons = Constraints.build(law, fix, tie)
-    table = runs if isinstance(runs, RunTable) else validate_runs(
-        runs, required=law.required, group_by=group_by, n_free=cons.n_free)
+    table = validate_runs(runs.frame if isinstance(runs, RunTable) else runs, required=law.required,
+                          group_by=group_by, n_free=max(cons.n_free, 1))
     frame = table.frame
-    if group_by is not None and group_by not in frame:
-        raise ValueError(f"--group-by: no column {group_by!r} in the runs")
     data = group_data(law, frame, group_by)
     G = len(data.groups)
     features = {k: jnp.asarray(v) for k, v in data.features.items()}

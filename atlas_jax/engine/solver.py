@@ -104,7 +104,7 @@ def levenberg_marquardt(
     def body(s):
         grad, hess = s.grad, s.hess
         diag = jnp.diag(hess)
-        scale = jnp.maximum(diag, 1e-12 * jnp.max(diag) + 1e-300)
+        scale = jnp.maximum(diag, 1e-12 * jnp.max(diag, initial=0.0) + 1e-300)
         trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), lower, upper)
         trial = jnp.where(s.fresh, s.phi, trial)
         dx = trial - s.phi
@@ -132,4 +132,4 @@ def levenberg_marquardt(
         ~jnp.isfinite(s.f), NONFINITE,
         jnp.where(~s.done, MAX_STEPS, jnp.where(at_bound, AT_BOUND, CONVERGED)),
     )
-    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0))))
+    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0)), initial=0.0))
