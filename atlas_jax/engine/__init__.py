@@ -5,7 +5,7 @@ from .batch import fit
 from .recipes import fit_data_constrained_two_stage
 from .result import FitResult
 from .robust import huber
-from .solver import STATUS_NAMES, Solution, levenberg_marquardt
+from .solver import STATUS_NAMES, Config, Solution, levenberg_marquardt, solve_many
 
 __all__ = [
     "fit",
@@ -18,6 +18,8 @@ __all__ = [
     "PROTOCOLS",
     "huber",
     "levenberg_marquardt",
+    "solve_many",
+    "Config",
     "Solution",
     "STATUS_NAMES",
 ]

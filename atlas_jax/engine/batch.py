@@ -4,7 +4,8 @@
 
     sum_i w_i Huber_delta(log L_hat(theta; x_i) - log L_i)      (Hoffmann et al. 2022)
 
-with :func:`~atlas_jax.engine.solver.levenberg_marquardt`. Multi-start is
+with the Levenberg-Marquardt solver of :mod:`atlas_jax.engine.solver`, through a pool of
+solver slots (:func:`~atlas_jax.engine.solver.solve_many`). Multi-start is
 screen-then-polish: every start takes ``screen_steps`` steps, the ``keep`` best
 per group are run to convergence, and the lowest objective wins. A bootstrap
 resample is a vector of integer weights on the group's runs, refitted from the
@@ -28,7 +29,7 @@ from ..laws.spec import Law
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
 from .result import FitResult
-from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, levenberg_marquardt
+from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, solve_many
 
 __all__ = ["fit", "GroupedData", "group_data", "solve_batch"]
 
@@ -69,30 +70,17 @@ def group_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> GroupedDa
     return GroupedData(groups, features, log_y, mask, n_runs, frames)
 
 
-_CHUNK = 256  # elements per batched while_loop in solve_batch (cache-sized; tuned on Chinchilla, n=240, q=5)
-
-
 @partial(jax.jit, static_argnames=("log_loss",))
 def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps):
     """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q]."""
+    cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
 
     def per_group(x, y, w, p0):
         def residual(phi):
             theta = offset + basis @ phi
             return jax.vmap(lambda xi: log_loss(theta, xi))(x) - y
 
-        one = lambda wi, pi: levenberg_marquardt(residual, pi, wi, lower, upper, delta=delta, max_steps=max_steps)
-        S = w.shape[0]
-        if S <= _CHUNK:
-            return jax.vmap(one)(w, p0)
-        # Chunks of _CHUNK elements, one after another: each chunk's (chunk, n) intermediates
-        # stay in cache and its while_loop stops when its own slowest element converges.
-        # Pad to whole chunks (repeating the last element) so only one loop body is compiled.
-        n_chunks = -(-S // _CHUNK)
-        pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], n_chunks * _CHUNK - S, axis=0)])
-        split = lambda a: pad(a).reshape((n_chunks, _CHUNK) + a.shape[1:])
-        out = jax.lax.map(lambda c: jax.vmap(one)(*c), (split(w), split(p0)))
-        return jax.tree.map(lambda a: a.reshape((n_chunks * _CHUNK,) + a.shape[2:])[:S], out)
+        return solve_many(residual, p0, w, cfg)
 
     return jax.vmap(per_group)(features, log_y, weights, phi0)
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from .robust import huber, huber_psi
 
-__all__ = ["Solution", "levenberg_marquardt", "CONVERGED", "MAX_STEPS", "NONFINITE", "AT_BOUND", "STATUS_NAMES"]
+__all__ = ["Solution", "Config", "levenberg_marquardt", "solve_many", "init", "step", "active", "solution", "CONVERGED", "MAX_STEPS", "NONFINITE", "AT_BOUND", "STATUS_NAMES"]
 
 CONVERGED, MAX_STEPS, NONFINITE, AT_BOUND = 0, 1, 2, 3
 STATUS_NAMES = ("converged", "max_steps", "nonfinite", "at_bound")
@@ -55,81 +55,126 @@ class _State(NamedTuple):
     fresh: jnp.ndarray   # phi not evaluated yet: the first pass only evaluates phi0
 
 
+class Config(NamedTuple):
+    """Solver settings; ``lower``/``upper`` bound the parameters (a box)."""
+
+    lower: jnp.ndarray
+    upper: jnp.ndarray
+    delta: float = 1e-3
+    max_steps: int = 200
+    ftol: float = 1e-13
+    xtol: float = 1e-11
+    mu0: float = 1e-3
+    outlier_curvature: float = 0.05
+
+
+def _evaluate(residual, weights, phi, cfg):
+    """f, g = J^T (w psi(r)) and J^T diag(w c(r)) J at phi.
+
+    Only these small reductions travel in the loop state, not r (n,) or J (n, q). The
+    Jacobian comes from one vmapped jvp as (q, n), so reductions run along the contiguous axis.
+    """
+    r, jac = jax.vmap(lambda t: jax.jvp(residual, (phi,), (t,)), out_axes=(None, 0))(
+        jnp.eye(phi.shape[0], dtype=phi.dtype))
+    a = jnp.abs(r)
+    curvature = jnp.where(a <= cfg.delta, 1.0, cfg.outlier_curvature * cfg.delta / jnp.maximum(a, cfg.delta))
+    f = jnp.sum(weights * huber(r, cfg.delta))
+    return f, jac @ (weights * huber_psi(r, cfg.delta)), (jac * (weights * curvature)) @ jac.T
+
+
+def init(phi0: jnp.ndarray, cfg: Config) -> _State:
+    """A state at ``phi0`` (clipped to the box) whose first :func:`step` only evaluates it."""
+    phi0 = jnp.clip(phi0, cfg.lower, cfg.upper)
+    q, dtype = phi0.shape[0], jnp.result_type(phi0, float)
+    return _State(phi0, jnp.asarray(jnp.inf, dtype), jnp.zeros(q, dtype), jnp.eye(q, dtype=dtype),
+                  jnp.asarray(cfg.mu0, dtype), jnp.asarray(2.0, dtype), jnp.asarray(0), jnp.asarray(False),
+                  jnp.asarray(True))
+
+
+def active(s: _State, cfg: Config) -> jnp.ndarray:
+    return s.fresh | ((~s.done) & (s.step < cfg.max_steps))
+
+
+def step(residual, weights, s: _State, cfg: Config) -> _State:
+    """One damped Gauss-Newton trial; the first call on a fresh state evaluates its start instead
+    (so a compiled loop holds one copy of the evaluation, not two)."""
+    grad, hess = s.grad, s.hess
+    diag = jnp.diag(hess)
+    scale = jnp.maximum(diag, 1e-12 * jnp.max(diag, initial=0.0) + 1e-300)
+    trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), cfg.lower, cfg.upper)
+    trial = jnp.where(s.fresh, s.phi, trial)
+    dx = trial - s.phi
+    f1, g1, h1 = _evaluate(residual, weights, trial, cfg)
+    predicted = -(grad @ dx) - 0.5 * dx @ hess @ dx
+    gain = (s.f - f1) / jnp.where(predicted > 0, predicted, jnp.inf)
+    accept = jnp.isfinite(f1) & (f1 < s.f)
+    small_f = accept & (s.f - f1 <= cfg.ftol * s.f)
+    small_x = jnp.all(jnp.abs(dx) <= cfg.xtol * (jnp.abs(s.phi) + cfg.xtol))
+    mu = jnp.where(accept, s.mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), s.mu * s.nu)
+    nu = jnp.where(accept, 2.0, 2.0 * s.nu)
+    keep = lambda new, old: jnp.where(accept, new, old)
+    stepped = _State(
+        phi=keep(trial, s.phi), f=keep(f1, s.f), grad=keep(g1, grad), hess=keep(h1, hess),
+        mu=jnp.clip(mu, 1e-15, 1e15), nu=jnp.minimum(nu, 1e6), step=s.step + 1,
+        done=small_f | small_x | (s.mu >= 1e15), fresh=jnp.asarray(False),
+    )
+    first = _State(s.phi, f1, g1, h1, s.mu, s.nu, s.step, ~jnp.isfinite(f1), jnp.asarray(False))
+    return jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), first, stepped)
+
+
+def solution(s: _State, cfg: Config) -> Solution:
+    free = (s.phi > cfg.lower) & (s.phi < cfg.upper)
+    status = jnp.where(
+        ~jnp.isfinite(s.f), NONFINITE,
+        jnp.where(~s.done, MAX_STEPS, jnp.where(jnp.any(~free), AT_BOUND, CONVERGED)),
+    )
+    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0)), initial=0.0))
+
+
 def levenberg_marquardt(
     residual: Callable[[jnp.ndarray], jnp.ndarray],
     phi0: jnp.ndarray,
     weights: jnp.ndarray,
-    lower: jnp.ndarray,
-    upper: jnp.ndarray,
-    *,
-    delta: float = 1e-3,
-    max_steps: int = 200,
-    ftol: float = 1e-13,
-    xtol: float = 1e-11,
-    mu0: float = 1e-3,
-    outlier_curvature: float = 0.05,
+    cfg: Config,
 ) -> Solution:
     """Minimise ``sum(weights * huber(residual(phi), delta))`` from ``phi0``.
 
     Converged when an accepted step lowers ``f`` by less than ``ftol * f`` or the
     step is shorter than ``xtol * (|phi| + xtol)`` in every coordinate.
     """
-    phi0 = jnp.clip(phi0, lower, upper)
-    q = phi0.shape[0]
-    dtype = jnp.result_type(phi0, float)
+    s = jax.lax.while_loop(lambda s: active(s, cfg), lambda s: step(residual, weights, s, cfg), init(phi0, cfg))
+    return solution(s, cfg)
 
-    def curvature(r):
-        a = jnp.abs(r)
-        return jnp.where(a <= delta, 1.0, outlier_curvature * delta / jnp.maximum(a, delta))
 
-    @jax.jit  # traced once, shared by every call below
-    def evaluate(phi):
-        # f, g = J^T (w psi(r)) and J^T diag(w c(r)) J at phi. Only these small reductions
-        # travel in the loop state, not r (n,) or J (n, q). The Jacobian comes from one
-        # vmapped jvp as (q, n), so the reductions over n run along the contiguous axis.
-        r, jac = jax.vmap(lambda t: jax.jvp(residual, (phi,), (t,)), out_axes=(None, 0))(
-            jnp.eye(q, dtype=phi.dtype))
-        f = jnp.sum(weights * huber(r, delta))
-        return f, jac @ (weights * huber_psi(r, delta)), (jac * (weights * curvature(r))) @ jac.T
+def solve_many(residual, phi0: jnp.ndarray, weights: jnp.ndarray, cfg: Config, slots: int = 256) -> Solution:
+    """Solve S problems (starts ``phi0`` [S, q], weights [S, n]) through a pool of ``slots`` solver slots.
 
-    # The first pass of the loop evaluates phi0 (``fresh``) instead of stepping, so the
-    # compiled program holds one copy of ``evaluate`` rather than two.
-    inf = jnp.asarray(jnp.inf, dtype)
-    init = _State(phi0, inf, jnp.zeros(q, dtype), jnp.eye(q, dtype=dtype), jnp.asarray(mu0, dtype),
-                  jnp.asarray(2.0, dtype), jnp.asarray(0), jnp.asarray(False), jnp.asarray(True))
+    Continuous batching: every loop pass steps all slots at once (one vmapped :func:`step`); a slot
+    whose problem has finished writes its solution out and takes the next waiting problem. The pass
+    count is about ``sum(steps) / slots`` instead of ``S / slots * max(steps)`` for fixed chunks,
+    and a pool sized to the cache keeps the (slots, n) intermediates there.
+    """
+    S = phi0.shape[0]
+    K = min(slots, S)
+    v_init = jax.vmap(lambda p: init(p, cfg))
+    v_step = jax.vmap(lambda w, st: step(residual, w, st, cfg))
+    v_active = jax.vmap(lambda st: active(st, cfg))
+    v_solution = jax.vmap(lambda st: solution(st, cfg))
+    out = jax.tree.map(lambda a: jnp.zeros((S,) + a.shape[1:], a.dtype), jax.eval_shape(v_solution, v_init(phi0[:K])))
 
-    def cond(s):
-        return s.fresh | ((~s.done) & (s.step < max_steps))
+    def body(carry):
+        ids, states, nxt, out = carry
+        states = v_step(weights[jnp.maximum(ids, 0)], states)
+        finished = (ids >= 0) & ~v_active(states)
+        out = jax.tree.map(lambda o, v: o.at[jnp.where(finished, ids, S)].set(v, mode="drop"), out,
+                           v_solution(states))
+        new = jnp.where(finished, nxt + jnp.cumsum(finished) - 1, ids)
+        new = jnp.where(finished & (new >= S), -1, new)
+        refill = finished & (new >= 0)
+        fresh = v_init(phi0[jnp.clip(new, 0, S - 1)])
+        states = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, states)
+        return new, states, nxt + jnp.sum(finished), out
 
-    def body(s):
-        grad, hess = s.grad, s.hess
-        diag = jnp.diag(hess)
-        scale = jnp.maximum(diag, 1e-12 * jnp.max(diag, initial=0.0) + 1e-300)
-        trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), lower, upper)
-        trial = jnp.where(s.fresh, s.phi, trial)
-        dx = trial - s.phi
-        f1, g1, h1 = evaluate(trial)
-        predicted = -(grad @ dx) - 0.5 * dx @ hess @ dx
-        gain = (s.f - f1) / jnp.where(predicted > 0, predicted, jnp.inf)
-        accept = jnp.isfinite(f1) & (f1 < s.f)
-        small_f = accept & (s.f - f1 <= ftol * s.f)
-        small_x = jnp.all(jnp.abs(dx) <= xtol * (jnp.abs(s.phi) + xtol))
-        mu = jnp.where(accept, s.mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3), s.mu * s.nu)
-        nu = jnp.where(accept, 2.0, 2.0 * s.nu)
-        keep = lambda new, old: jnp.where(accept, new, old)
-        stepped = _State(
-            phi=keep(trial, s.phi), f=keep(f1, s.f), grad=keep(g1, grad), hess=keep(h1, hess),
-            mu=jnp.clip(mu, 1e-15, 1e15), nu=jnp.minimum(nu, 1e6), step=s.step + 1,
-            done=small_f | small_x | (s.mu >= 1e15), fresh=jnp.asarray(False),
-        )
-        first = _State(s.phi, f1, g1, h1, s.mu, s.nu, s.step, ~jnp.isfinite(f1), jnp.asarray(False))
-        return jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), first, stepped)
-
-    s = jax.lax.while_loop(cond, body, init)
-    free = (s.phi > lower) & (s.phi < upper)
-    at_bound = jnp.any(~free)
-    status = jnp.where(
-        ~jnp.isfinite(s.f), NONFINITE,
-        jnp.where(~s.done, MAX_STEPS, jnp.where(at_bound, AT_BOUND, CONVERGED)),
-    )
-    return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0)), initial=0.0))
+    ids = jnp.arange(K)
+    carry = (ids, v_init(phi0[:K]), jnp.asarray(K), out)
+    return jax.lax.while_loop(lambda c: jnp.any(c[0] >= 0), body, carry)[3]
