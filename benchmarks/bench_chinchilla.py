@@ -31,6 +31,14 @@ import atlas_jax  # noqa: E402
 import jax  # noqa: E402
 
 
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def timed(fn, *args, **kwargs):
     t = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -46,8 +54,8 @@ def main(argv=None):
 
     runs = atlas_jax.load_chinchilla()
     N, D, L = (runs.frame[c].to_numpy(float) for c in ("params", "tokens", "loss"))
-    res = {"machine": f"{platform.node()} {platform.processor() or platform.machine()} "
-                      f"{os.cpu_count()} cores", "date": dt.date.today().isoformat(),
+    res = {"machine": f"{_cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}",
+           "date": dt.date.today().isoformat(),
            "device": str(jax.devices()[0]), "jax": jax.__version__}
 
     # 1. grid fit

@@ -29,7 +29,7 @@ from ..laws.spec import Law
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
 from .result import FitResult
-from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, solve_many
+from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, solve_many
 
 __all__ = ["fit", "GroupedData", "group_data", "solve_batch"]
 
@@ -125,7 +125,6 @@ def fit(
                           group_by=group_by, n_free=max(cons.n_free, 1))
     frame = table.frame
     data = group_data(law, frame, group_by)
-    G = len(data.groups)
     features = {k: jnp.asarray(v) for k, v in data.features.items()}
     log_y = jnp.asarray(data.log_y)
     consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
@@ -133,63 +132,63 @@ def fit(
                                              *consts, delta, steps)
     timings["prepare_s"] = time.perf_counter() - t0
 
-    # multi-start: screen every start briefly, polish the best `keep` per group
     t0 = time.perf_counter()
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
-    S = len(phi_starts)
-    w_all = np.broadcast_to(data.mask[:, None, :], (G, S, data.mask.shape[1]))
-    p_all = np.broadcast_to(phi_starts, (G, S, cons.n_free))
-    if S > keep:
-        screen = solve(w_all, p_all, screen_steps)
-        f = np.where(np.isfinite(screen.objective), screen.objective, np.inf)
-        best = np.argsort(f, axis=1)[:, :keep]
-        p_all = np.take_along_axis(np.asarray(screen.params), best[:, :, None], axis=1)
-        w_all = w_all[:, :keep]
-    sol = jax.tree.map(np.asarray, solve(w_all, p_all, max_steps))
-    f = np.where(np.isfinite(sol.objective), sol.objective, np.inf)
-    idx = np.argmin(f, axis=1)
-    pick = lambda a: a[np.arange(G), idx]
-    phi_hat = pick(sol.params)
-    theta_hat = cons.expand(phi_hat)
-    status_codes = pick(sol.status)
+    best = _multistart(solve, data.mask, phi_starts, screen_steps, keep, max_steps)
     timings["fit_s"] = time.perf_counter() - t0
-
-    names = tuple(law.names_for(fr) for fr in data.frames)
-    warnings_ = list(table.warnings)
-    for g, group in enumerate(data.groups):
-        code = int(status_codes[g])
-        if code == AT_BOUND:
-            at = [cons.free_names[j] for j in range(cons.n_free)
-                  if phi_hat[g, j] <= cons.lower[j] or phi_hat[g, j] >= cons.upper[j]]
-            warnings_.append(f"group {group!r}: parameter(s) {', '.join(at)} pinned at a bound")
-        elif code != CONVERGED:
-            warnings_.append(f"group {group!r}: best fit did not converge ({STATUS_NAMES[code]})")
+    warnings_ = list(table.warnings) + _status_warnings(data.groups, best, cons)
 
     samples = sample_status = ci_low = ci_high = None
     if bootstrap or resample_indices is not None:
         t0 = time.perf_counter()
         counts = _bootstrap_weights(data, bootstrap, seed, resample_indices)
-        B = counts.shape[1]
-        boot = jax.tree.map(np.asarray, solve(counts, np.broadcast_to(phi_hat[:, None, :], (G, B, cons.n_free)),
-                                               max_steps))
+        starts_b = np.broadcast_to(best.params[:, None, :], counts.shape[:2] + (cons.n_free,))
+        boot = jax.tree.map(np.asarray, solve(counts, starts_b, max_steps))
         samples = law.to_public(cons.expand(boot.params))
         sample_status = boot.status
-        ok = np.isin(sample_status, (CONVERGED, AT_BOUND))[..., None]
-        ci_low, ci_high = percentile_interval(np.where(ok, samples, np.nan), level, axis=1)
+        ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
+        ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
         timings["bootstrap_s"] = time.perf_counter() - t0
-        for g, group in enumerate(data.groups):
-            bad = 1.0 - ok[g, :, 0].mean()
-            if bad > 0.01:
-                warnings_.append(f"group {group!r}: {bad:.1%} of bootstrap refits did not converge (left out of intervals)")
+        warnings_ += [f"group {group!r}: {1 - ok[g].mean():.1%} of bootstrap refits did not converge "
+                      "(left out of the intervals)" for g, group in enumerate(data.groups) if ok[g].mean() < 0.99]
 
     return FitResult(
-        law=law.name, groups=data.groups, names=names, estimate=law.to_public(theta_hat),
-        objective=pick(sol.objective), status=tuple(STATUS_NAMES[int(c)] for c in status_codes),
-        steps=pick(sol.steps), grad_norm=pick(sol.grad_norm), n_runs=data.n_runs, n_starts=S, delta=delta,
+        law=law.name, groups=data.groups, names=tuple(law.names_for(fr) for fr in data.frames),
+        estimate=law.to_public(cons.expand(best.params)), objective=best.objective,
+        status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps, grad_norm=best.grad_norm,
+        n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta,
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
         ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
     )
+
+
+def _multistart(solve, mask, phi_starts, screen_steps, keep, max_steps) -> Solution:
+    """Screen every start for ``screen_steps`` steps, polish the ``keep`` best per group, return each group's best."""
+    G, S = mask.shape[0], len(phi_starts)
+    weights = np.broadcast_to(mask[:, None, :], (G, S, mask.shape[1]))
+    starts = np.broadcast_to(phi_starts, (G, S, phi_starts.shape[1]))
+    if S > keep:
+        screen = solve(weights, starts, screen_steps)
+        order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1)[:, :keep]
+        starts = np.take_along_axis(np.asarray(screen.params), order[:, :, None], axis=1)
+        weights = weights[:, :keep]
+    sol = jax.tree.map(np.asarray, solve(weights, starts, max_steps))
+    idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
+    return jax.tree.map(lambda a: a[np.arange(G), idx], sol)
+
+
+def _status_warnings(groups, best: Solution, cons: Constraints) -> list[str]:
+    notes = []
+    for g, group in enumerate(groups):
+        code = int(best.status[g])
+        if code == AT_BOUND:
+            at = [name for j, name in enumerate(cons.free_names)
+                  if not cons.lower[j] < best.params[g, j] < cons.upper[j]]
+            notes.append(f"group {group!r}: parameter(s) {', '.join(at)} pinned at a bound")
+        elif code != CONVERGED:
+            notes.append(f"group {group!r}: best fit did not converge ({STATUS_NAMES[code]})")
+    return notes
 
 
 def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) -> np.ndarray:
