@@ -80,7 +80,7 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
     else:
         table = load_runs(runs, mapping, required=law.required, group_by=group_by, n_free=cons.n_free)
     result = atlas_jax.fit(law, table, group_by=group_by, delta=delta, fix=fixed, tie=ties,
-                           bootstrap=bootstrap, seed=seed)
+                           bootstrap=bootstrap, seed=seed, progress=sys.stderr.isatty())
     frame = result.to_frame()
     info = {
         "law": law.name,

@@ -262,6 +262,15 @@ def test_bootstrap_batch_equals_individual_resamples(ref, noisy40, noisy40_fit):
     np.testing.assert_allclose(batch.samples[0, k], list(from_ref(sp.x).values()), rtol=1e-4)
 
 
+def test_progress_bars_report_every_fit_and_change_nothing(noisy40, capsys):
+    idx = np.random.default_rng(1).integers(0, len(noisy40), size=(300, len(noisy40)))
+    quiet = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx)
+    loud = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx, progress=True)
+    np.testing.assert_array_equal(loud.samples, quiet.samples)
+    err = capsys.readouterr().err
+    assert "bootstrap" in err and "/300" in err and "polishing" in err
+
+
 # --------------------------------------------------------------------------- fixed and tied parameters
 
 

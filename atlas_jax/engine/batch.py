@@ -14,6 +14,8 @@ group's estimate; intervals are percentiles of the refits.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from functools import partial
 from typing import Mapping, NamedTuple, Sequence
@@ -22,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..data.runs import RunTable, validate_runs
 from ..laws import get_law
@@ -70,8 +73,34 @@ def group_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> GroupedDa
     return GroupedData(groups, features, log_y, mask, n_runs, frames)
 
 
-@partial(jax.jit, static_argnames=("log_loss",))
-def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps):
+class _Progress:
+    """One tqdm bar at a time, fed from inside compiled loops by :func:`_tick` (a fixed function, so that
+    turning progress on costs one compilation, not one per bar)."""
+
+    bar = None
+
+
+def _tick(k) -> None:
+    if _Progress.bar is not None:
+        _Progress.bar.update(int(k))
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        yield
+        return
+    _Progress.bar = tqdm(total=total, desc=desc, unit="fit", leave=False, file=sys.stderr)
+    try:
+        yield
+    finally:
+        _Progress.bar.close()
+        _Progress.bar = None
+
+
+@partial(jax.jit, static_argnames=("log_loss", "progress"))
+def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps,
+                progress=False):
     """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q]."""
     cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
 
@@ -80,7 +109,7 @@ def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, 
             theta = offset + basis @ phi
             return jax.vmap(lambda xi: log_loss(theta, xi))(x) - y
 
-        return solve_many(residual, p0, w, cfg)
+        return solve_many(residual, p0, w, cfg, on_finish=_tick if progress else None)
 
     return jax.vmap(per_group)(features, log_y, weights, phi0)
 
@@ -101,6 +130,7 @@ def fit(
     keep: int = 32,
     max_steps: int = 2000,
     resample_indices: np.ndarray | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
 
@@ -115,6 +145,7 @@ def fit(
         bootstrap: number of resamples B (0: none).
         seed: seed of the resampling.
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
+        progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
     timings = {}
@@ -128,8 +159,10 @@ def fit(
     features = {k: jnp.asarray(v) for k, v in data.features.items()}
     log_y = jnp.asarray(data.log_y)
     consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
-    solve = lambda w, p0, steps: solve_batch(law.log_loss, features, log_y, jnp.asarray(w), jnp.asarray(p0),
-                                             *consts, delta, steps)
+    def solve(w, p0, steps, desc):
+        with _progress_bar(progress, int(np.prod(w.shape[:2])), desc):
+            return jax.block_until_ready(solve_batch(law.log_loss, features, log_y, jnp.asarray(w), jnp.asarray(p0),
+                                                     *consts, delta, steps, progress=progress))
     timings["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -144,7 +177,7 @@ def fit(
         t0 = time.perf_counter()
         counts = _bootstrap_weights(data, bootstrap, seed, resample_indices)
         starts_b = np.broadcast_to(best.params[:, None, :], counts.shape[:2] + (cons.n_free,))
-        boot = jax.tree.map(np.asarray, solve(counts, starts_b, max_steps))
+        boot = jax.tree.map(np.asarray, solve(counts, starts_b, max_steps, "bootstrap"))
         samples = law.to_public(cons.expand(boot.params))
         sample_status = boot.status
         ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
@@ -169,11 +202,11 @@ def _multistart(solve, mask, phi_starts, screen_steps, keep, max_steps) -> Solut
     weights = np.broadcast_to(mask[:, None, :], (G, S, mask.shape[1]))
     starts = np.broadcast_to(phi_starts, (G, S, phi_starts.shape[1]))
     if S > keep:
-        screen = solve(weights, starts, screen_steps)
+        screen = solve(weights, starts, screen_steps, "screening starts")
         order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1)[:, :keep]
         starts = np.take_along_axis(np.asarray(screen.params), order[:, :, None], axis=1)
         weights = weights[:, :keep]
-    sol = jax.tree.map(np.asarray, solve(weights, starts, max_steps))
+    sol = jax.tree.map(np.asarray, solve(weights, starts, max_steps, "polishing"))
     idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
     return jax.tree.map(lambda a: a[np.arange(G), idx], sol)
 

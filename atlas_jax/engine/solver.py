@@ -146,13 +146,15 @@ def levenberg_marquardt(
     return solution(s, cfg)
 
 
-def solve_many(residual, phi0: jnp.ndarray, weights: jnp.ndarray, cfg: Config, slots: int = 256) -> Solution:
+def solve_many(residual, phi0: jnp.ndarray, weights: jnp.ndarray, cfg: Config, slots: int = 256,
+               on_finish: Callable[[jnp.ndarray], None] | None = None) -> Solution:
     """Solve S problems (starts ``phi0`` [S, q], weights [S, n]) through a pool of ``slots`` solver slots.
 
     Continuous batching: every loop pass steps all slots at once (one vmapped :func:`step`); a slot
     whose problem has finished writes its solution out and takes the next waiting problem. The pass
     count is about ``sum(steps) / slots`` instead of ``S / slots * max(steps)`` for fixed chunks,
-    and a pool sized to the cache keeps the (slots, n) intermediates there.
+    and a pool sized to the cache keeps the (slots, n) intermediates there. ``on_finish(k)`` is called
+    on the host (``jax.debug.callback``) with the number of problems finished in each pass.
     """
     S = phi0.shape[0]
     K = min(slots, S)
@@ -166,6 +168,8 @@ def solve_many(residual, phi0: jnp.ndarray, weights: jnp.ndarray, cfg: Config, s
         ids, states, nxt, out = carry
         states = v_step(weights[jnp.maximum(ids, 0)], states)
         finished = (ids >= 0) & ~v_active(states)
+        if on_finish is not None:
+            jax.debug.callback(on_finish, jnp.sum(finished))
         out = jax.tree.map(lambda o, v: o.at[jnp.where(finished, ids, S)].set(v, mode="drop"), out,
                            v_solution(states))
         new = jnp.where(finished, nxt + jnp.cumsum(finished) - 1, ids)
