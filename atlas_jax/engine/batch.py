@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from functools import partial
 from typing import Mapping, NamedTuple, Sequence
 
@@ -186,6 +187,8 @@ def fit(
         warnings_ += [f"group {group!r}: {1 - ok[g].mean():.1%} of bootstrap refits did not converge "
                       "(left out of the intervals)" for g, group in enumerate(data.groups) if ok[g].mean() < 0.99]
 
+    for note in warnings_[len(table.warnings):]:
+        warnings.warn(note, UserWarning, stacklevel=2)
     return FitResult(
         law=law.name, groups=data.groups, names=tuple(law.names_for(fr) for fr in data.frames),
         estimate=law.to_public(cons.expand(best.params)), objective=best.objective,
