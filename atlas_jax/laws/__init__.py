@@ -2,19 +2,21 @@
 
 from .atlas import ATLAS, ATLAS_VARIANTS, atlas_law, transfer_languages
 from .chinchilla import CHINCHILLA
+from .curve import FINETUNE_CURVE, SCRATCH_CURVE
 from .data_constrained import DATA_CONSTRAINED
 from .msl import MSL
 from .spec import Law, Param
 
 __all__ = ["Law", "Param", "CHINCHILLA", "DATA_CONSTRAINED", "MSL", "ATLAS", "ATLAS_VARIANTS", "atlas_law",
-           "transfer_languages", "LAWS", "get_law"]
+           "transfer_languages", "SCRATCH_CURVE", "FINETUNE_CURVE", "LAWS", "get_law"]
 
 LAWS: dict[str, Law] = {law.name: law for law in (
-    CHINCHILLA, DATA_CONSTRAINED, MSL, ATLAS, atlas_law("monolingual"), atlas_law("other"))}
+    CHINCHILLA, DATA_CONSTRAINED, MSL, ATLAS, atlas_law("monolingual"), atlas_law("other"), SCRATCH_CURVE,
+    FINETUNE_CURVE)}
 
 
 def get_law(name: str) -> Law:
-    """A registered law by name: chinchilla, data_constrained, msl, atlas, atlas_monolingual, atlas_other."""
+    """A registered law by name (see ``LAWS``)."""
     try:
         return LAWS[name]
     except KeyError:
