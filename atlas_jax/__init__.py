@@ -9,7 +9,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from .data import RunTable, load_runs, validate_runs  # noqa: E402
-from .datasets import load_chinchilla, load_datablations  # noqa: E402
+from .datasets import load_campaign, load_chinchilla, load_datablations  # noqa: E402
 from .engine import (  # noqa: E402
     FitResult,
     evaluate_holdout,
@@ -36,6 +36,7 @@ __all__ = [
     "RunTable",
     "load_chinchilla",
     "load_datablations",
+    "load_campaign",
     "Law",
     "Param",
     "LAWS",

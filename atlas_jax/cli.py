@@ -14,7 +14,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fit scaling laws (Chinchilla, data-constrained, MSL, ATLAS) to training runs, with intervals.")
 
-BUNDLED = {"epoch-chinchilla": "load_chinchilla", "datablations": "load_datablations"}
+BUNDLED = {"epoch-chinchilla": "load_chinchilla", "datablations": "load_datablations",
+           "atlas-campaign": "load_campaign"}
 
 
 class LawName(str, Enum):
@@ -62,9 +63,15 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
+    mapping = parse_column_mapping(columns)
+    if runs in BUNDLED and not Path(runs).exists():
+        bundled = getattr(atlas_jax, BUNDLED[runs])()
+        frame = validate_runs((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping, required=()).frame
+    else:
+        frame = load_runs(runs, mapping, required=()).frame
+    if law_name == "atlas":  # the full law where the table has mixture columns, else the monolingual variant
+        law_name = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
     law = get_law(law_name)
-    if law_name == "atlas":
-        law = _atlas_variant(runs, columns)
     fixed = {}
     for name, value in parse_assignments(fix, "--fix"):
         try:
@@ -73,15 +80,10 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
             raise ValueError(f"--fix {name}={value}: expected a number") from None
     ties = parse_assignments(tie, "--tie")
     cons = Constraints.build(law, fixed, ties)
-    mapping = parse_column_mapping(columns)
-    if runs in BUNDLED and not Path(runs).exists():
-        table = validate_runs(getattr(atlas_jax, BUNDLED[runs])().frame, mapping, required=law.required,
-                              group_by=group_by, n_free=cons.n_free)
-    else:
-        table = load_runs(runs, mapping, required=law.required, group_by=group_by, n_free=cons.n_free)
+    table = validate_runs(frame, required=law.required, group_by=group_by, n_free=cons.n_free)
     result = atlas_jax.fit(law, table, group_by=group_by, delta=delta, fix=fixed, tie=ties,
                            bootstrap=bootstrap, seed=seed, progress=sys.stderr.isatty())
-    frame = result.to_frame()
+    params = result.to_frame()
     info = {
         "law": law.name,
         "runs": str(runs),
@@ -99,27 +101,14 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
         "command": sys.argv,
     }
     with atomic_output_dir(out) as tmp:
-        frame.to_csv(tmp / "params.csv", index=False)
+        params.to_csv(tmp / "params.csv", index=False)
         write_json(tmp / "fit.json", info)
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
-        typer.echo(frame.to_string(index=False))
+        typer.echo(params.to_string(index=False))
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"objective {', '.join(f'{g}={v:.10g}' for g, v in zip(result.groups, result.objective))}; "
                f"{result.n_starts} starts; wrote {out}/params.csv and {out}/fit.json")
-
-
-def _atlas_variant(runs, columns):
-    """The full ATLAS law when the table has mixture columns, else its monolingual variant."""
-    import pandas as pd
-
-    from atlas_jax.laws import get_law
-
-    path = Path(runs)
-    head = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, nrows=1) \
-        if path.exists() else pd.DataFrame()
-    names = set(head.columns) | {c.partition("=")[0] for c in columns}
-    return get_law("atlas" if any(n.startswith("tokens_") for n in names) else "atlas_monolingual")
 
 
 def main():

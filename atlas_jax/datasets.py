@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .data.runs import RunTable, load_runs
 
-__all__ = ["DATA_DIR", "load_chinchilla", "load_datablations"]
+__all__ = ["DATA_DIR", "load_chinchilla", "load_datablations", "load_campaign"]
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -27,3 +28,10 @@ def load_datablations() -> RunTable:
     return load_runs(DATA_DIR / "datablations" / "c4_runs_fit182.csv",
                      {"params": "N_params", "tokens": "D_tokens", "unique_tokens": "U_unique_tokens",
                       "loss": "val_loss"})
+
+
+def load_campaign() -> tuple[RunTable, dict]:
+    """The default synthetic ATLAS campaign (seed 0, 1 % noise) and its ground truth; see
+    :mod:`atlas_jax.data.synthetic` (regenerate with ``write_campaign``)."""
+    folder = DATA_DIR / "campaign"
+    return load_runs(folder / "campaign.csv"), json.loads((folder / "campaign_truth.json").read_text())

@@ -1,0 +1,201 @@
+"""A synthetic multilingual training campaign shaped like the ATLAS experiments (Longpre et al. 2026, §6).
+
+No public multilingual run table exists, so this generator draws one from a known ground truth:
+
+    L = E_t + A_t K^phi / N^alpha_t + B_t K^psi / D_eff^beta_t                       (every run, target t)
+    D_eff = S(D_t; U_t) + sum_{i in H_t} tau_{i->t} S(D_i; U_i) + tau_other,t S(D_other; U_other)
+    S(D; U) = D if D <= U else U [1 + (1 - exp(-lambda (D/U - 1))) / lambda]
+
+with K the number of languages in the mixture (phi = 0.11, psi = -0.04: the paper's curse fit),
+H_t the three sources with the highest transfer score to t in the bundled 38x38 matrix, and
+tau = max(BTS, 0) / (2 - max(BTS, 0)) (the weight at which a 50/50 bilingual run reproduces a score; see
+``atlas_jax.analysis.transfer``; negative scores are clipped because a linear D_eff with a negative weight
+goes below zero once a helper's tokens dwarf a saturated low-resource target); tau_other,t is 1/20 of the
+same map of t's mean score over the other sources (its tokens come from up to 34 languages).
+U_other sums the other languages' unique tokens. With ``phi = psi = 0`` every pretraining run follows
+the ATLAS transfer law exactly; with ``transfer=False`` (all tau = 0) the capacity runs follow the
+curse law of §4 exactly.
+
+Finetuning continues a 2B Unimax checkpoint worth ``D0_t`` target-effective tokens on t alone:
+``L_ft(d) = E_t + c_t A_t / N^alpha_t + B_t / (d + D0_t)^beta_t`` against the scratch curve
+``L(d) = E_t + A_t / N^alpha_t + B_t / d^beta_t``; ``c_t > 1`` (the checkpoint's spent capacity) is set so
+that the curves cross at the paper's 2B crossovers (EN 144B ... ZH 283B tokens).
+
+Run types (``group`` column): ``monolingual`` (7 targets x 20 sizes), ``bilingual`` (target + one of its
+helpers, 50/50 and 75/25, 10 sizes), ``unimax`` (20 sizes, evaluated on the targets with at least 0.1 % of the mixture), ``capacity``
+(uniform K-language mixtures, K in {2, 4, 6, 8, 12, 16, 24, 32, 38}, 10 sizes, evaluated on the targets in
+the mixture), and ``finetune`` / ``scratch`` loss curves at 2B for the 8 crossover languages (25
+checkpoints each). ``hi`` of the paper is replaced by ``bn`` (hi is not in the transfer matrix).
+Losses carry multiplicative log-normal noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["MODEL_SIZES", "TARGETS", "CROSSOVER_TOKENS", "UNIQUE_TOKENS", "campaign", "write_campaign"]
+
+MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520, 237_646_080,
+               289_029_888, 368_068_608, 554_457_600, 661_807_872, 756_970_368, 852_132_864, 1_042_847_232,
+               1_297_391_872, 1_608_560_640, 1_809_893_376, 2_034_422_912, 4_335_303_168, 8_452_190_208)
+TARGETS = ("en", "fr", "ru", "zh", "bn", "sw", "yo")
+CROSSOVER_TOKENS = {"en": 144e9, "ja": 145e9, "pt": 148e9, "de": 160e9, "ru": 189e9, "vi": 234e9, "es": 239e9,
+                    "zh": 283e9}
+# MADLAD-400 unique tokens where the paper prints them (hi's 7.9B used for bn); others by resource tier.
+UNIQUE_TOKENS = {"en": 2.8e12, "ru": 705e9, "fr": 363e9, "zh": 125e9, "bn": 7.9e9, "sw": 770e6, "yo": 150e6,
+                 "es": 400e9, "de": 400e9, "pt": 200e9, "ja": 150e9, "vi": 100e9, "it": 150e9, "id": 60e9,
+                 "ko": 50e9, "tr": 60e9, "uk": 40e9, "ar": 50e9, "fa": 40e9, "sv": 30e9, "no": 20e9, "ro": 30e9,
+                 "ca": 15e9, "el": 20e9, "he": 15e9, "hr": 10e9, "ms": 10e9, "th": 20e9, "fil": 5e9, "af": 2e9,
+                 "kk": 3e9, "cy": 1.5e9, "ur": 4e9, "te": 3e9, "mr": 3e9, "gu": 2e9, "ps": 1e9, "ckb": 1e9}
+_TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0)
+_D_MONO = 2_034_422_912  # the 2B model of the transfer and crossover experiments
+_CAPACITY_K = (2, 4, 6, 8, 12, 16, 24, 32, 38)
+_OTHER_SCALE = 0.05  # tau_other per other-language token: keeps D_eff > 0 when 34 other languages share a run
+
+
+def _matrix() -> pd.DataFrame:
+    from ..datasets import DATA_DIR
+
+    return pd.read_csv(DATA_DIR / "transfer" / "atlas_transfer_matrix_figC2_1dp.csv", index_col=0)
+
+
+def _saturate(d, u, lam):
+    ratio = np.divide(d, u, out=np.zeros_like(d), where=u > 0)
+    repeats = np.maximum(ratio - 1.0, 0.0)
+    return np.where(repeats > 0, u * (1.0 + -np.expm1(-lam * repeats) / lam), d)
+
+
+def _truth(rng, matrix, transfer: bool, phi: float, psi: float, lam: float) -> dict:
+    langs = sorted(set(TARGETS) | set(CROSSOVER_TOKENS))
+    truth = {"law": "L = E + A K^phi / N^alpha + B K^psi / D_eff^beta (ATLAS D_eff)", "phi": phi, "psi": psi,
+             "lambda": lam, "languages": {}}
+    for lang in langs:
+        u = rng.uniform(size=5)
+        p = {"E": 0.55 + 0.3 * u[0], "A": float(np.exp(5.9 + 0.5 * u[1])), "B": float(np.exp(7.0 + 0.5 * u[2])),
+             "alpha": 0.36 + 0.08 * u[3], "beta": 0.33 + 0.08 * u[4]}
+        scores = matrix.loc[lang].drop(lang).astype(float)
+        helpers = list(scores.sort_values(ascending=False, kind="stable").index[:3])
+        to_tau = lambda bts: float(max(bts, 0.0) / (2.0 - max(bts, 0.0))) + 0.0 if transfer else 0.0
+        p["helpers"] = helpers
+        p["tau"] = {h: to_tau(scores[h]) for h in helpers}
+        p["tau_other"] = _OTHER_SCALE * to_tau(scores.drop(helpers).mean())
+        truth["languages"][lang] = p
+    return truth
+
+
+def _pretrain_loss(truth, frame, langs, target) -> np.ndarray:
+    p, lam = truth["languages"][target], truth["lambda"]
+    tok = lambda l: frame[f"tokens_{l}"].to_numpy(float)
+    s_t = _saturate(tok(target), np.full(len(frame), UNIQUE_TOKENS[target]), lam)
+    d_eff = s_t.copy()
+    for h in p["helpers"]:
+        d_eff += p["tau"][h] * _saturate(tok(h), np.full(len(frame), UNIQUE_TOKENS[h]), lam)
+    rest = [l for l in langs if l != target and l not in p["helpers"]]
+    d_other = sum(tok(l) for l in rest)
+    d_eff += p["tau_other"] * _saturate(d_other, np.full(len(frame), sum(UNIQUE_TOKENS[l] for l in rest)), lam)
+    d_eff = np.maximum(d_eff, 1e-6 * s_t)
+    k = frame["num_languages"].to_numpy(float)
+    n = frame["params"].to_numpy(float)
+    return p["E"] + p["A"] * k ** truth["phi"] / n ** p["alpha"] + p["B"] * k ** truth["psi"] / d_eff ** p["beta"]
+
+
+def _unimax_shares(langs) -> dict[str, float]:
+    """en 5 %, the high-resource languages 1.42 % each, the rest share what is left by unique tokens."""
+    by_size = sorted((l for l in langs if l != "en"), key=lambda l: -UNIQUE_TOKENS[l])
+    high, tail = by_size[:25], by_size[25:]
+    shares = {"en": 0.05, **{l: 0.0142 for l in high}}
+    left = 1.0 - sum(shares.values())
+    total_tail = sum(UNIQUE_TOKENS[l] for l in tail)
+    shares.update({l: left * UNIQUE_TOKENS[l] / total_tail for l in tail})
+    return shares
+
+
+def campaign(seed: int = 0, noise: float = 0.01, *, transfer: bool = True, phi: float = 0.11, psi: float = -0.04,
+             lam: float = 1.0 / 15.0) -> tuple[pd.DataFrame, dict]:
+    """Generate the run table and its ground truth (a JSON-ready dict). ``noise`` is the log-normal sigma."""
+    rng = np.random.default_rng(seed)
+    matrix = _matrix()
+    langs = list(matrix.columns)
+    truth = _truth(rng, matrix, transfer, phi, psi, lam)
+    runs = []  # (run_type, N, {lang: tokens}, eval languages, regime, step)
+
+    for t in TARGETS:
+        for i, n in enumerate(MODEL_SIZES):
+            runs.append(("monolingual", n, {t: n * _TOKENS_PER_PARAM[i % 5]}, [t]))
+    for t in TARGETS:
+        for h in truth["languages"][t]["helpers"]:
+            for i, n in enumerate(MODEL_SIZES[::2]):
+                for share in (0.5, 0.75):
+                    d = n * _TOKENS_PER_PARAM[(i + int(4 * share)) % 5] * 2
+                    runs.append(("bilingual", n, {t: share * d, h: (1 - share) * d}, [t]))
+    shares = _unimax_shares(langs)
+    for i, n in enumerate(MODEL_SIZES):
+        d = n * _TOKENS_PER_PARAM[i % 5] * 4
+        runs.append(("unimax", n, {l: s * d for l, s in shares.items()}, [t for t in TARGETS if shares[t] >= 1e-3]))
+    order = list(TARGETS) + [l for l in langs if l not in TARGETS]
+    for j, k in enumerate(_CAPACITY_K):
+        mix = order[:k] if j % 2 == 0 else order[:2] + order[len(order) - k + 2:]
+        for i, n in enumerate(MODEL_SIZES[::2]):
+            d_t = n * _TOKENS_PER_PARAM[(i + j) % 5]
+            runs.append(("capacity", n, {l: d_t for l in mix}, [l for l in mix if l in TARGETS]))
+
+    rows = []
+    for r, (kind, n, mix, evals) in enumerate(runs):
+        total = sum(mix.values())
+        for t in evals:
+            rows.append({"run": r, "group": kind, "params": float(n), "tokens": total, "language": t,
+                         "num_languages": len(mix), "regime": "pretrain", "step": int(round(total / 2**20)),
+                         **{f"tokens_{l}": mix.get(l, 0.0) for l in langs}})
+    frame = pd.DataFrame(rows)
+    loss = np.empty(len(frame))
+    for t in TARGETS:
+        sel = (frame["language"] == t).to_numpy()
+        loss[sel] = _pretrain_loss(truth, frame[sel], langs, t)
+    frame["loss"] = loss
+
+    curves = _curves(truth, langs, len(runs))
+    frame = pd.concat([frame, curves], ignore_index=True)
+    for l in langs:
+        frame[f"unique_{l}"] = UNIQUE_TOKENS[l]
+    frame["loss"] = frame["loss"] * np.exp(rng.normal(0.0, noise, len(frame)))
+    truth.update({"seed": seed, "noise": noise, "transfer": transfer, "n_runs": int(frame["run"].nunique()),
+                  "n_rows": len(frame)})
+    return frame, truth
+
+
+def _curves(truth, langs, first_run) -> pd.DataFrame:
+    """Scratch and finetune loss curves at 2B, crossing at the published crossovers."""
+    n = float(_D_MONO)
+    d = np.geomspace(2e9, 1e12, 25)
+    rows = []
+    for j, (lang, cross) in enumerate(CROSSOVER_TOKENS.items()):
+        p = truth["languages"][lang]
+        d0 = 0.01 * 1e12  # the checkpoint is worth ~1 % of a 1T-token Unimax run in target tokens
+        gap = p["B"] / cross ** p["beta"] - p["B"] / (cross + d0) ** p["beta"]
+        c = 1.0 + gap * n ** p["alpha"] / p["A"]
+        p["finetune"] = {"D0": d0, "capacity_factor": float(c), "crossover_tokens": cross}
+        scratch = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+        tuned = p["E"] + c * p["A"] / n ** p["alpha"] + p["B"] / (d + d0) ** p["beta"]
+        for regime, kind, loss in (("pretrain", "scratch", scratch), ("finetune", "finetune", tuned)):
+            for dk, lk in zip(d, loss):
+                rows.append({"run": first_run + 2 * j + (regime == "finetune"), "group": kind, "params": n,
+                             "tokens": dk, "language": lang, "num_languages": 1, "regime": regime,
+                             "step": int(round(dk / 2**20)), **{f"tokens_{l}": dk if l == lang else 0.0 for l in langs},
+                             "loss": lk})
+    return pd.DataFrame(rows)
+
+
+def write_campaign(directory: str | Path, seed: int = 0, noise: float = 0.01) -> tuple[Path, Path]:
+    """Write ``campaign.csv`` and ``campaign_truth.json`` into ``directory`` (atomically)."""
+    from ..io import atomic_output_dir, write_json
+
+    frame, truth = campaign(seed, noise)
+    directory = Path(directory)
+    with atomic_output_dir(directory) as tmp:
+        frame.to_csv(tmp / "campaign.csv", index=False, float_format="%.10g")
+        write_json(tmp / "campaign_truth.json", truth)
+    return directory / "campaign.csv", directory / "campaign_truth.json"
