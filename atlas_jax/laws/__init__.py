@@ -2,16 +2,17 @@
 
 from .atlas import ATLAS, ATLAS_VARIANTS, atlas_law, transfer_languages
 from .chinchilla import CHINCHILLA
+from .curse import CURSE
 from .curve import FINETUNE_CURVE, SCRATCH_CURVE
 from .data_constrained import DATA_CONSTRAINED
 from .msl import MSL
 from .spec import Law, Param
 
 __all__ = ["Law", "Param", "CHINCHILLA", "DATA_CONSTRAINED", "MSL", "ATLAS", "ATLAS_VARIANTS", "atlas_law",
-           "transfer_languages", "SCRATCH_CURVE", "FINETUNE_CURVE", "LAWS", "get_law"]
+           "transfer_languages", "CURSE", "SCRATCH_CURVE", "FINETUNE_CURVE", "LAWS", "get_law"]
 
 LAWS: dict[str, Law] = {law.name: law for law in (
-    CHINCHILLA, DATA_CONSTRAINED, MSL, ATLAS, atlas_law("monolingual"), atlas_law("other"), SCRATCH_CURVE,
+    CHINCHILLA, DATA_CONSTRAINED, MSL, ATLAS, atlas_law("monolingual"), atlas_law("other"), CURSE, SCRATCH_CURVE,
     FINETUNE_CURVE)}
 
 
