@@ -1,1 +1,38 @@
-"""Analyses built on fitted laws: transfer, curse of multilinguality, pretrain-vs-finetune crossover."""
+"""Analyses built on fitted laws: cross-lingual transfer, the curse of multilinguality, and the
+pretrain-from-scratch vs finetune crossover (Longpre et al. 2026, arXiv:2510.22037, sections 3-5)."""
+
+from .crossover import crossover_check_published, crossover_tokens, fit_crossover_compute, fit_crossovers
+from .curse import expansion_multipliers, iso_loss_frontier, loss_share, multipliers_with_intervals
+from .transfer import (
+    LANGUAGES,
+    SCRIPTS,
+    bts_fitted,
+    bts_from_tau,
+    bts_interpolated,
+    load_transfer_matrix,
+    matrix_statistics,
+    tau_from_bts,
+    transfer_matrix_from_curves,
+    transfer_weights,
+)
+
+__all__ = [
+    "load_transfer_matrix",
+    "matrix_statistics",
+    "LANGUAGES",
+    "SCRIPTS",
+    "tau_from_bts",
+    "bts_from_tau",
+    "transfer_weights",
+    "bts_interpolated",
+    "bts_fitted",
+    "transfer_matrix_from_curves",
+    "expansion_multipliers",
+    "iso_loss_frontier",
+    "loss_share",
+    "multipliers_with_intervals",
+    "crossover_tokens",
+    "fit_crossovers",
+    "fit_crossover_compute",
+    "crossover_check_published",
+]

@@ -1,6 +1,6 @@
 """Robust objective, batched solver, multi-start, bootstrap and held-out evaluation."""
 
-from .evaluate import PROTOCOLS, evaluate_holdout, holdout_mask, predict, r_squared
+from .evaluate import PROTOCOLS, compare_laws, evaluate_holdout, holdout_mask, predict, r_squared
 from .batch import fit
 from .recipes import fit_data_constrained_two_stage
 from .result import FitResult
@@ -12,6 +12,7 @@ __all__ = [
     "FitResult",
     "fit_data_constrained_two_stage",
     "evaluate_holdout",
+    "compare_laws",
     "holdout_mask",
     "predict",
     "r_squared",

@@ -56,22 +56,29 @@ class GroupedData(NamedTuple):
     frames: list[pd.DataFrame]
 
 
-def group_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> GroupedData:
-    """Split a validated frame into groups, build each group's features and pad them to one length."""
+def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.ndarray | None = None) -> GroupedData:
+    """Split a validated frame into groups, build each group's features and pad them to one length.
+
+    ``mask`` holds each run's weight (``weights``, default 1) and 0 on padding; ``n_runs`` counts runs
+    with positive weight.
+    """
+    weights = np.ones(len(frame)) if weights is None else np.asarray(weights, float)
+    if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"weights: expected {len(frame)} finite values >= 0, one per run")
     if group_by is None:
-        groups, frames = (ALL,), [frame]
+        groups, rows = (ALL,), [np.arange(len(frame))]
     else:
         keys = list(dict.fromkeys(frame[group_by]))
         groups = tuple(str(k) for k in keys)
-        frames = [frame[frame[group_by] == k].reset_index(drop=True) for k in keys]
+        rows = [np.flatnonzero((frame[group_by] == k).to_numpy()) for k in keys]
+    frames = [frame.iloc[r].reset_index(drop=True) for r in rows]
     n_max = max(len(f) for f in frames)
-    pad = lambda v: np.pad(np.asarray(v, float), (0, n_max - len(v)), mode="edge")
+    pad = lambda v, mode="edge": np.pad(np.asarray(v, float), (0, n_max - len(v)), mode=mode)
     feats = [law.features(f) for f in frames]
     features = {k: np.stack([pad(fe[k]) for fe in feats]) for k in feats[0]}
     log_y = np.stack([pad(np.log(f["loss"].to_numpy(float))) for f in frames])
-    n_runs = np.array([len(f) for f in frames])
-    mask = (np.arange(n_max)[None, :] < n_runs[:, None]).astype(float)
-    return GroupedData(groups, features, log_y, mask, n_runs, frames)
+    mask = np.stack([pad(weights[r], "constant") for r in rows])
+    return GroupedData(groups, features, log_y, mask, (mask > 0).sum(axis=1), frames)
 
 
 class _Progress:
@@ -131,6 +138,7 @@ def fit(
     keep: int = 32,
     max_steps: int = 2000,
     resample_indices: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
@@ -146,6 +154,8 @@ def fit(
         bootstrap: number of resamples B (0: none).
         seed: seed of the resampling.
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
+        weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
+            runs with positive weight and keep their weights.
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
@@ -156,7 +166,11 @@ def fit(
     table = validate_runs(runs.frame if isinstance(runs, RunTable) else runs, required=law.required,
                           group_by=group_by, n_free=max(cons.n_free, 1))
     frame = table.frame
-    data = group_data(law, frame, group_by)
+    data = group_data(law, frame, group_by, weights)
+    for group, n in zip(data.groups, data.n_runs):
+        if n < cons.n_free:
+            raise ValueError(f"group {group!r} has {n} run(s) with positive weight; expected at least "
+                             f"{cons.n_free} (the free parameters of {law.name!r})")
     features = {k: jnp.asarray(v) for k, v in data.features.items()}
     log_y = jnp.asarray(data.log_y)
     consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
@@ -228,13 +242,18 @@ def _status_warnings(groups, best: Solution, cons: Constraints) -> list[str]:
 
 
 def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) -> np.ndarray:
-    """[G, B, n_max] resample counts, zero on padding."""
-    n_max = data.mask.shape[1]
+    """[G, B, n_max] resample counts times run weights; resamples draw from each group's weighted runs."""
     if indices is not None:
         if len(data.groups) != 1:
             raise ValueError("resample_indices needs a single group")
-        counts = counts_from_indices(indices, int(data.n_runs[0]))
-        return np.pad(counts, ((0, 0), (0, n_max - counts.shape[1])))[None]
+        indices = np.asarray(indices)
+        if indices.min() < 0 or indices.max() >= data.n_runs[0]:
+            raise ValueError(f"resample_indices: expected integers in [0, {data.n_runs[0]})")
     rng = np.random.default_rng(seed)
-    return np.stack([np.pad(resample_counts(rng, int(n), n_resamples), ((0, 0), (0, n_max - int(n))))
-                     for n in data.n_runs])
+    out = np.zeros((len(data.groups), n_resamples if indices is None else len(indices), data.mask.shape[1]))
+    for g, w in enumerate(data.mask):
+        live = np.flatnonzero(w > 0)
+        draws = counts_from_indices(indices, len(live)) if indices is not None else \
+            resample_counts(rng, len(live), n_resamples)
+        out[g][:, live] = draws * w[live]
+    return out

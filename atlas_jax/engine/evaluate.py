@@ -26,7 +26,7 @@ from ..laws import get_law
 from ..laws.spec import Law
 from .batch import fit
 
-__all__ = ["PROTOCOLS", "r_squared", "predict", "holdout_mask", "evaluate_holdout"]
+__all__ = ["PROTOCOLS", "r_squared", "predict", "holdout_mask", "evaluate_holdout", "compare_laws"]
 
 PROTOCOLS = ("random", "max_tokens", "model_sizes", "max_compute", "mixtures")
 
@@ -80,23 +80,53 @@ def evaluate_holdout(law: Law | str, runs: RunTable | pd.DataFrame, protocols: S
                      group_by: str | None = None, seed: int = 0, **fit_kwargs) -> pd.DataFrame:
     """Fit on the kept runs and score R^2 on the held-out runs, per protocol and group.
 
-    Returns a DataFrame with ``protocol, group, n_train, n_test, r2``; protocols that leave a group
-    without test runs or with too few training runs are reported with ``r2 = NaN``.
+    Each protocol is one batched fit of every group, the held-out runs weighted 0 (one compilation
+    serves all protocols). Returns ``protocol, group, n_train, n_test, r2``, with a row ``group = "all"``
+    pooling the held-out runs of every group when there are several; protocols that leave a group
+    without test runs or with fewer training runs than parameters give ``r2 = NaN`` for it.
     """
     law = get_law(law) if isinstance(law, str) else law
     frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required,
                                                                    group_by=group_by)).frame
-    groups = [(None, frame)] if group_by is None else [(k, f.reset_index(drop=True)) for k, f in frame.groupby(group_by, sort=False)]
-    rows = []
+    keys = [None] if group_by is None else list(dict.fromkeys(frame[group_by]))
+    rows_of = {k: np.arange(len(frame)) if k is None else np.flatnonzero((frame[group_by] == k).to_numpy())
+               for k in keys}
+    out = []
     for protocol in protocols:
-        for key, gframe in groups:
-            test = holdout_mask(gframe, protocol, seed=seed)
-            train = gframe[~test].reset_index(drop=True)
-            row = {"protocol": protocol, "group": "all" if key is None else str(key),
-                   "n_train": int((~test).sum()), "n_test": int(test.sum()), "r2": np.nan}
-            if test.any() and len(train) > len(law.params):
-                res = fit(law, train, **fit_kwargs)
-                held = gframe[test].reset_index(drop=True)
-                row["r2"] = r_squared(held["loss"], predict(law, held, res.params()))
-            rows.append(row)
-    return pd.DataFrame(rows)
+        test = np.zeros(len(frame), bool)
+        for k, rows in rows_of.items():
+            test[rows] = holdout_mask(frame.iloc[rows].reset_index(drop=True), protocol, seed=seed)
+        fittable = [k for k, rows in rows_of.items()
+                    if test[rows].any() and (~test[rows]).sum() >= len(law.params)]
+        keep = np.isin(np.arange(len(frame)), np.concatenate([rows_of[k] for k in fittable])) if fittable else test
+        predicted = np.full(len(frame), np.nan)
+        if fittable:
+            sub = frame[keep].reset_index(drop=True)
+            res = fit(law, sub, group_by=group_by, weights=(~test[keep]).astype(float), **fit_kwargs)
+            for k in fittable:
+                rows = rows_of[k]
+                predicted[rows] = predict(law, frame.iloc[rows].reset_index(drop=True),
+                                          res.params(None if k is None else str(k)))
+        for k, rows in rows_of.items():
+            held = rows[test[rows]]
+            out.append({"protocol": protocol, "group": "all" if k is None else str(k),
+                        "n_train": int((~test[rows]).sum()), "n_test": len(held),
+                        "r2": r_squared(frame["loss"].to_numpy()[held], predicted[held]) if k in fittable else np.nan})
+        if len(keys) > 1:
+            held = np.flatnonzero(test & ~np.isnan(predicted))
+            out.append({"protocol": protocol, "group": "all", "n_train": int((~test).sum()), "n_test": len(held),
+                        "r2": r_squared(frame["loss"].to_numpy()[held], predicted[held]) if len(held) else np.nan})
+    return pd.DataFrame(out)
+
+
+def compare_laws(runs: RunTable | pd.DataFrame, laws: Sequence[str] = ("chinchilla", "msl", "atlas_monolingual",
+                 "atlas_other", "atlas"), protocols: Sequence[str] = PROTOCOLS, *, group_by: str | None = "language",
+                 seed: int = 0, **fit_kwargs) -> pd.DataFrame:
+    """Held-out R^2 of several laws under several protocols, pooled over groups: a table shaped like
+    Table 1 of Longpre et al. (2026), one row per law and one column per protocol."""
+    rows = []
+    for name in laws:
+        scores = evaluate_holdout(name, runs, protocols, group_by=group_by, seed=seed, **fit_kwargs)
+        pooled = scores[scores["group"] == "all"].drop_duplicates("protocol", keep="last")
+        rows.append({"law": name, **dict(zip(pooled["protocol"], pooled["r2"]))})
+    return pd.DataFrame(rows).set_index("law")[list(protocols)]
