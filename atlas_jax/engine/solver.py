@@ -13,7 +13,8 @@ system well posed when few residuals are inliers. (Pure IRLS weights, eps = 1,
 reach the same optima in 3-10x more steps; eps = 0 stalls when no residual is an
 inlier.) Marquardt 1963 scaling, Nielsen's 1999 damping update; one evaluation
 of ``f`` and the Jacobian per step; the trial is kept only if ``f`` decreased;
-steps are projected onto the box ``[lower, upper]``.
+steps are projected onto the box ``[lower, upper]``, and parameters held at a bound by an outward
+gradient are left out of the step (projected Newton, Bertsekas 1982).
 
 The loop has no inner line search, so ``jax.vmap`` of :func:`levenberg_marquardt`
 over starts, groups and bootstrap weights runs one fused iteration for the whole
@@ -99,9 +100,14 @@ def step(residual, weights, s: _State, cfg: Config) -> _State:
     """One damped Gauss-Newton trial; the first call on a fresh state evaluates its start instead
     (so a compiled loop holds one copy of the evaluation, not two)."""
     grad, hess = s.grad, s.hess
-    diag = jnp.diag(hess)
+    # parameters held at a bound by a gradient pointing outwards leave the step (projected Newton)
+    held = ((s.phi <= cfg.lower) & (grad > 0)) | ((s.phi >= cfg.upper) & (grad < 0))
+    free = ~held
+    g_free = jnp.where(free, grad, 0.0)
+    h_free = jnp.where(free[:, None] & free[None, :], hess, jnp.diag(held.astype(hess.dtype)))
+    diag = jnp.diag(h_free)
     scale = jnp.maximum(diag, 1e-12 * jnp.max(diag, initial=0.0) + 1e-300)
-    trial = jnp.clip(s.phi + jnp.linalg.solve(hess + s.mu * jnp.diag(scale), -grad), cfg.lower, cfg.upper)
+    trial = jnp.clip(s.phi + jnp.linalg.solve(h_free + s.mu * jnp.diag(scale), -g_free), cfg.lower, cfg.upper)
     trial = jnp.where(s.fresh, s.phi, trial)
     dx = trial - s.phi
     f1, g1, h1 = _evaluate(residual, weights, trial, cfg)

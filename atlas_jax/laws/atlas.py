@@ -81,7 +81,8 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
     k = n_transfer if variant == "transfer" else 0
     with_other = variant != "monolingual"
 
-    def features(frame):
+    def features(frame, helpers=None):
+        """Feature arrays; ``helpers`` overrides the co-sampled transfer languages (e.g. to predict new runs)."""
         target = _target(frame)
         mixture = [c[len("tokens_"):] for c in frame.columns if c.startswith("tokens_")]
         if f"tokens_{target}" in frame:
@@ -93,7 +94,10 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
             d_t = frame["tokens"].to_numpy(float)
             u_t = frame["unique_tokens"].to_numpy(float) if "unique_tokens" in frame else np.full(len(frame), np.inf)
         x = {"log_n": np.log(frame["params"].to_numpy(float)), **_term("t", d_t, u_t)}
-        helpers = transfer_languages(frame, k) if k else []
+        if helpers is None:
+            helpers = transfer_languages(frame, k) if k else []
+        elif len(helpers) != k:
+            raise ValueError(f"ATLAS variant {variant!r} takes {k} transfer language(s), got {list(helpers)}")
         for j, lang in enumerate(helpers):
             x.update(_term(f"h{j}", *_source(frame, [lang])))
         if with_other:
