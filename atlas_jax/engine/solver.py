@@ -63,7 +63,7 @@ class Config(NamedTuple):
     upper: jnp.ndarray
     delta: float = 1e-3
     max_steps: int = 200
-    ftol: float = 1e-13
+    ftol: float = 1e-10
     xtol: float = 1e-11
     mu0: float = 1e-3
     outlier_curvature: float = 0.05
