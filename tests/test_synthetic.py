@@ -11,7 +11,7 @@ from atlas_jax.laws import transfer_languages
 
 @pytest.fixture(scope="module")
 def exact():
-    return campaign(noise=0.0, phi=0.0, psi=0.0)
+    return campaign(noise=0.0, curve_noise=0.0, phi=0.0, psi=0.0)
 
 
 def test_design_counts_and_validation(exact):

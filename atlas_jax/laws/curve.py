@@ -56,7 +56,7 @@ SCRATCH_CURVE = Law(
 
 FINETUNE_CURVE = Law(
     name="finetune_curve",
-    params=_CURVE_PARAMS + (Param("D0", "log_D0", log=True, grid=tuple(np.log([1e8, 1e10])),
+    params=_CURVE_PARAMS + (Param("D0", "log_D0", log=True, grid=tuple(np.log([1e8, 1e9, 1e10, 1e11])),
                                   bounds=(np.log(1e3), np.log(1e15))),),
     log_loss=lambda theta, x: lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"] + jnp.exp(theta[3]))),
     features=_features,
