@@ -57,18 +57,13 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
     import pandas as pd
 
     import atlas_jax
-    from atlas_jax.data.runs import load_runs, parse_column_mapping, validate_runs
+    from atlas_jax.data.runs import parse_column_mapping, validate_runs
     from atlas_jax.engine.constraints import Constraints, parse_assignments
     from atlas_jax.io import atomic_output_dir, write_json
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
-    mapping = parse_column_mapping(columns)
-    if runs in BUNDLED and not Path(runs).exists():
-        bundled = getattr(atlas_jax, BUNDLED[runs])()
-        frame = validate_runs((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping, required=()).frame
-    else:
-        frame = load_runs(runs, mapping, required=()).frame
+    frame = _read_runs(runs, parse_column_mapping(columns))
     if law_name == "atlas":  # the full law where the table has mixture columns, else the monolingual variant
         law_name = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
     law = get_law(law_name)
@@ -109,6 +104,49 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"objective {', '.join(f'{g}={v:.10g}' for g, v in zip(result.groups, result.objective))}; "
                f"{result.n_starts} starts; wrote {out}/params.csv and {out}/fit.json")
+
+
+@app.command("plan")
+def plan_cmd(
+    runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: " + ", ".join(BUNDLED)),
+    target: str = typer.Option(..., "--target", help="Language to plan for."),
+    languages: Optional[str] = typer.Option(None, "--languages", help="Helper languages trained alongside, L1,L2,..."),
+    flops: Optional[float] = typer.Option(None, "--flops", help="Compute budget C = 6 N D in FLOPs."),
+    tokens: Optional[float] = typer.Option(None, "--tokens", help="Token budget D."),
+    params: Optional[float] = typer.Option(None, "--params", help="Model size N."),
+    from_checkpoint: bool = typer.Option(False, "--from-checkpoint", help="A multilingual checkpoint is available."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind every interval."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+):
+    """Recommend N and D for TARGET with intervals: helper languages by tau, finetune-or-pretrain verdict, loss."""
+    import json
+
+    try:
+        from atlas_jax.analysis.planner import plan
+        from atlas_jax.data.runs import parse_column_mapping
+
+        frame = _read_runs(runs, parse_column_mapping(columns or []))
+        result = plan(frame, target, languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
+                      flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
+                      bootstrap=bootstrap, seed=seed, progress=sys.stderr.isatty() and not as_json)
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
+
+
+def _read_runs(runs: str, mapping):
+    """A run table from a file or a bundled dataset name, column mapping applied, lightly validated."""
+    import atlas_jax
+    from atlas_jax.data.runs import load_runs, validate_runs
+
+    if runs in BUNDLED and not Path(runs).exists():
+        bundled = getattr(atlas_jax, BUNDLED[runs])()
+        return validate_runs((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping,
+                             required=()).frame
+    return load_runs(runs, mapping, required=()).frame
 
 
 def main():

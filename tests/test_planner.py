@@ -1,0 +1,85 @@
+"""The planner: compute-optimal N and D against Chinchilla's closed form, budget round trips, verdicts, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from atlas_jax.analysis.planner import plan
+from atlas_jax.cli import app
+from atlas_jax.data.synthetic import campaign
+
+
+@pytest.fixture(scope="module")
+def english():
+    """Noiseless monolingual English runs and loss curves (no repetition: U = 2.8T) and the truth."""
+    frame, truth = campaign(noise=0.0, curve_noise=0.0, phi=0.0, psi=0.0)
+    rows = frame[(frame["language"] == "en") & frame["group"].isin(["monolingual", "scratch", "finetune"])]
+    return rows.reset_index(drop=True), truth["languages"]["en"]
+
+
+def chinchilla_optimum(p, flops):
+    """N_opt = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)) (Hoffmann et al. 2022)."""
+    a, b = p["alpha"], p["beta"]
+    g = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
+    n = g * (flops / 6) ** (b / (a + b))
+    return n, flops / (6 * n)
+
+
+@pytest.fixture(scope="module")
+def by_flops(english):
+    return plan(english[0], "en", flops=1e21, bootstrap=0)
+
+
+def test_flops_budget_matches_the_closed_form_optimum(english, by_flops):
+    frame, p = english
+    n, d = chinchilla_optimum(p, 1e21)
+    assert by_flops.params[0] == pytest.approx(n, rel=0.03)  # the size grid has 80 points per decade
+    assert by_flops.tokens[0] == pytest.approx(d, rel=0.03)
+    loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    assert by_flops.loss[0] == pytest.approx(loss, rel=1e-4)
+    assert by_flops.law == "atlas_other"  # no co-sampled languages: the transfer variant is not identifiable
+
+
+def test_token_and_parameter_budgets_invert_the_frontier(english, by_flops):
+    frame, _ = english
+    by_tokens = plan(frame, "en", tokens=by_flops.tokens[0], bootstrap=0)
+    by_params = plan(frame, "en", params=by_flops.params[0], bootstrap=0)
+    assert by_tokens.params[0] == pytest.approx(by_flops.params[0], rel=0.03)
+    assert by_params.tokens[0] == pytest.approx(by_flops.tokens[0], rel=0.03)
+
+
+def test_verdict_follows_the_crossover(english):
+    frame, p = english
+    cross = p["finetune"]["crossover_tokens"]
+    small = plan(frame, "en", tokens=cross / 3, from_checkpoint=True, bootstrap=30)
+    large = plan(frame, "en", tokens=cross * 3, from_checkpoint=True, bootstrap=30)
+    assert small.crossover[0] == pytest.approx(cross, rel=0.01)
+    assert small.crossover[1] <= cross <= small.crossover[2]
+    assert small.verdict.startswith("finetune") and large.verdict.startswith("pretrain")
+    assert plan(frame, "en", tokens=cross / 3, bootstrap=0).verdict.startswith("pretrain from scratch (no checkpoint")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(target="xx", flops=1e21), "unknown target language 'xx'"),
+    (dict(target="en", flops=1e21, tokens=1e11), "exactly one budget"),
+    (dict(target="en", flops=-1.0), "positive"),
+    (dict(target="en", flops=1e21, languages=["qq"]), "no tokens_<lang> column"),
+])
+def test_errors(english, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plan(english[0], bootstrap=0, **kwargs)
+
+
+def test_cli_plan_json(english, tmp_path):
+    path = tmp_path / "en.csv"
+    english[0].to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["plan", "--runs", str(path), "--target", "en", "--flops", "1e21", "--json",
+                                   "--bootstrap", "0"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    n, _ = chinchilla_optimum(english[1], 1e21)
+    assert out["params"][0] == pytest.approx(n, rel=0.03) and out["target"] == "en"
+    bad = CliRunner().invoke(app, ["plan", "--runs", str(path), "--target", "xx", "--flops", "1e21"])
+    assert bad.exit_code == 2 and "unknown target" in bad.output
