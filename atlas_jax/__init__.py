@@ -12,6 +12,7 @@ from .data import RunTable, load_runs, validate_runs  # noqa: E402
 from .datasets import load_campaign, load_chinchilla, load_datablations  # noqa: E402
 from .engine import (  # noqa: E402
     FitResult,
+    compare_laws,
     evaluate_holdout,
     fit,
     fit_data_constrained_two_stage,
@@ -28,6 +29,7 @@ __all__ = [
     "FitResult",
     "fit_data_constrained_two_stage",
     "evaluate_holdout",
+    "compare_laws",
     "holdout_mask",
     "predict",
     "r_squared",
