@@ -11,7 +11,7 @@ import pytest
 
 import atlas_jax as aj
 from atlas_jax.laws import CHINCHILLA, DATA_CONSTRAINED, MSL, atlas_law, transfer_languages
-from atlas_jax.laws.atlas import saturating_tokens
+from atlas_jax.laws.atlas import DEFF_FLOOR, saturating_tokens
 
 RTOL = 1e-12  # on log L; the closed forms are evaluated in linear space, the package in log space
 
@@ -257,3 +257,15 @@ def test_atlas_errors():
         atlas_law("bilingual")
     with pytest.raises(ValueError, match="unknown law"):
         aj.get_law("nope")
+
+
+def test_atlas_effective_data_floor():
+    """A strongly negative transfer weight leaves DEFF_FLOOR of the target's own effective data."""
+    law = atlas_law("other")
+    frame = pd.DataFrame({"params": [1e9], "tokens": [2e10], "loss": [2.0], "language": ["xx"],
+                          "tokens_xx": [1e10], "tokens_yy": [1e10]})
+    x = {k: jnp.asarray(v[0]) for k, v in law.features(frame).items()}
+    E, A, B, alpha, beta = 1.7, 400.0, 900.0, 0.33, 0.3
+    theta = jnp.array([np.log(E), np.log(A), np.log(B), alpha, beta, np.log(0.05), -5.0])
+    expected = E + A / 1e9 ** alpha + B / (DEFF_FLOOR * 1e10) ** beta
+    assert float(jnp.exp(law.log_loss(theta, x))) == pytest.approx(expected, rel=1e-12)

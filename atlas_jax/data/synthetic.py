@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..laws.atlas import DEFF_FLOOR
+
 __all__ = ["MODEL_SIZES", "TARGETS", "CROSSOVER_TOKENS", "UNIQUE_TOKENS", "campaign", "write_campaign"]
 
 MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520, 237_646_080,
@@ -97,7 +99,7 @@ def _pretrain_loss(truth, frame, langs, target) -> np.ndarray:
     rest = [l for l in langs if l != target and l not in p["helpers"]]
     d_other = sum(tok(l) for l in rest)
     d_eff += p["tau_other"] * _saturate(d_other, np.full(len(frame), sum(UNIQUE_TOKENS[l] for l in rest)), lam)
-    d_eff = np.maximum(d_eff, 1e-6 * s_t)
+    d_eff = np.maximum(d_eff, DEFF_FLOOR * s_t)
     k = frame["num_languages"].to_numpy(float)
     n = frame["params"].to_numpy(float)
     return p["E"] + p["A"] * k ** truth["phi"] / n ** p["alpha"] + p["B"] * k ** truth["psi"] / d_eff ** p["beta"]

@@ -11,8 +11,11 @@ the rest of the mixture and U_other the sum of the other languages' unique
 tokens. One lambda is shared by every source (the paper's text). Variants:
 ``monolingual`` (target term only), ``other`` (target + tau_other) and
 ``transfer`` (the full law). A missing ``unique_<lang>`` means no repetition
-(``S = D``). ``D_eff`` is floored at 1e-6 of the target term so that strongly
-negative transfer weights keep the logarithm finite.
+(``S = D``). ``D_eff`` is floored at ``DEFF_FLOOR = 0.1`` of the target term S(D_t; U_t): the law
+is linear in the transfer weights, and a negative tau_other fitted on Unimax-like mixtures would
+otherwise drive D_eff to zero (and the loss to infinity) in mixtures of many more languages. The paper
+does not say whether tau is constrained; this floor is our choice (interference removes at most 90 %
+of the target's own effective data).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import numpy as np
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
 
-__all__ = ["ATLAS", "ATLAS_VARIANTS", "atlas_law", "transfer_languages", "saturating_tokens"]
+__all__ = ["ATLAS", "ATLAS_VARIANTS", "DEFF_FLOOR", "atlas_law", "transfer_languages", "saturating_tokens"]
 
 ATLAS_VARIANTS = ("monolingual", "other", "transfer")
+DEFF_FLOOR = 0.1  # interference removes at most 90 % of the target's own effective data
 
 
 def saturating_tokens(d, u, repeats, lam):
@@ -115,7 +119,7 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
             d_eff = d_eff + theta[6 + j] * saturating_tokens(x[f"h{j}_d"], x[f"h{j}_u"], x[f"h{j}_r"], lam)
         if with_other:
             d_eff = d_eff + theta[6 + k] * saturating_tokens(x["o_d"], x["o_u"], x["o_r"], lam)
-        log_d = jnp.log(jnp.maximum(d_eff, 1e-6 * s_t))
+        log_d = jnp.log(jnp.maximum(d_eff, DEFF_FLOOR * s_t))
         return lse(e, a - alpha * x["log_n"], b - beta * log_d)
 
     taus = tuple(Param(f"tau_{j + 1}", f"tau_{j + 1}", grid=(0.0,)) for j in range(k))
