@@ -87,7 +87,7 @@ class Plan:
         return "\n".join(lines)
 
 
-def _internal(law, names, public: np.ndarray) -> np.ndarray:
+def _internal(law, public: np.ndarray) -> np.ndarray:
     return np.stack([p.to_internal(public[..., j]) for j, p in enumerate(law.params)], axis=-1)
 
 
@@ -150,7 +150,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str, *, languages: Sequence[str]
     helpers = [n[len("tau_"):] for n in names if n.startswith("tau_") and n != "tau_other"]
     draws = res.samples[0][np.isin(res.sample_status[0], (0, 3))] if bootstrap else np.empty((0, len(names)))
     public = np.vstack([res.estimate, draws])
-    theta = _internal(law, names, public)
+    theta = _internal(law, public)
 
     unique = {l: float(frame[f"unique_{l}"].max()) if f"unique_{l}" in frame else np.inf
               for l in set(mixture) | {target}}

@@ -31,7 +31,6 @@ Losses carry multiplicative log-normal noise (1 % across runs, 0.05 % along a lo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
