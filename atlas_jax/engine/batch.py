@@ -33,7 +33,7 @@ from ..laws.spec import Law
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
 from .result import FitResult
-from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, solve_many
+from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
 __all__ = ["fit", "GroupedData", "group_data", "solve_batch"]
 
@@ -109,17 +109,25 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 @partial(jax.jit, static_argnames=("log_loss", "progress"))
 def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps,
                 progress=False):
-    """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q]."""
+    """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q].
+
+    All G x S problems share one slot pool, so a group whose fits converge slowly does not hold the
+    others' slots idle.
+    """
     cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
+    G, S = weights.shape[:2]
 
-    def per_group(x, y, w, p0):
-        def residual(phi):
-            theta = offset + basis @ phi
-            return jax.vmap(lambda xi: log_loss(theta, xi))(x) - y
+    def residual(phi, g):
+        theta = offset + basis @ phi
+        x = jax.tree.map(lambda a: a[g], features)
+        return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
 
-        return solve_many(residual, p0, w, cfg, on_finish=_tick if progress else None)
-
-    return jax.vmap(per_group)(features, log_y, weights, phi0)
+    flat = lambda a: a.reshape((G * S,) + a.shape[2:])
+    n, q = log_y.shape[1], phi0.shape[-1]
+    slots = pool_size(G * S, 8 * n * (q + 2 + len(features)))  # weights, residual, Jacobian, features
+    sol = solve_many(residual, flat(phi0), flat(weights), cfg, aux=jnp.repeat(jnp.arange(G), S), slots=slots,
+                     on_finish=_tick if progress else None)
+    return jax.tree.map(lambda a: a.reshape((G, S) + a.shape[1:]), sol)
 
 
 def fit(
