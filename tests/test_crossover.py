@@ -255,8 +255,9 @@ def test_fit_crossovers_errors():
         fit_crossovers(frame.replace({"regime": {"finetune": "sft"}}), bootstrap=0)
     with pytest.raises(ValueError, match="missing column"):
         fit_crossovers(frame.drop(columns="regime"), bootstrap=0)
-    with pytest.raises(ValueError, match=r"\['en'\]: several 'params' values"):
-        fit_crossovers(frame.assign(params=np.where(frame["language"] == "en", frame["tokens"], 1e9)), bootstrap=0)
+    sized = frame.assign(params=np.where((frame["language"] == "en") & (frame["regime"] == "finetune"), 2e9, 1e9))
+    with pytest.raises(ValueError, match="language 'en at N = 1e[+]09' has no 'finetune' curve"):
+        fit_crossovers(sized, bootstrap=0)
 
 
 @pytest.mark.filterwarnings("ignore:group .* pinned at a bound")

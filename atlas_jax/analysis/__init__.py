@@ -1,7 +1,13 @@
 """Analyses built on fitted laws: cross-lingual transfer, the curse of multilinguality, and the
 pretrain-from-scratch vs finetune crossover, and the planner (Longpre et al. 2026, arXiv:2510.22037, sections 3-5)."""
 
-from .crossover import crossover_check_published, crossover_tokens, fit_crossover_compute, fit_crossovers
+from .crossover import (
+    crossover_at,
+    crossover_check_published,
+    crossover_tokens,
+    fit_crossover_compute,
+    fit_crossovers,
+)
 from .planner import Plan, plan
 from .curse import expansion_multipliers, iso_loss_frontier, loss_share, multipliers_with_intervals
 from .transfer import (
@@ -35,6 +41,7 @@ __all__ = [
     "crossover_tokens",
     "fit_crossovers",
     "fit_crossover_compute",
+    "crossover_at",
     "crossover_check_published",
     "plan",
     "Plan",

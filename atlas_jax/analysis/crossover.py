@@ -33,6 +33,7 @@ __all__ = [
     "crossover_tokens",
     "fit_crossovers",
     "fit_crossover_compute",
+    "crossover_at",
     "crossover_check_published",
 ]
 
@@ -107,34 +108,32 @@ def _verdict(d_star: float, finetune_first: bool, lo: float, hi: float) -> str:
 
 def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
                    lo: float = 1e6, hi: float = 1e15) -> pd.DataFrame:
-    """Fit every language's scratch and finetune curves and return its crossover D* with an interval.
+    """Fit every language's (and model size's) scratch and finetune curves; return its crossover D* with an interval.
 
     All ``pretrain`` curves are fitted in one batched :func:`atlas_jax.fit` call of :data:`SCRATCH_CURVE`
-    and all ``finetune`` curves in one call of :data:`FINETUNE_CURVE`, grouped by language, with
-    ``bootstrap`` resamples of each curve's checkpoints (seeds ``seed`` and ``seed + 1``: the two curves
-    are independent experiments). Draw b of the scratch fit is paired with draw b of the finetune fit
-    and D*_b = :func:`crossover_tokens`; a draw with no crossing in [lo, hi] counts as D* = +inf when
-    finetuning wins throughout and D* = 0 when pretraining does (so it widens the interval instead of
-    vanishing); refits that did not converge are left out. The interval is the equal-tailed
+    and all ``finetune`` curves in one call of :data:`FINETUNE_CURVE`, one group per language and model
+    size, with ``bootstrap`` resamples of each curve's checkpoints (seeds ``seed`` and ``seed + 1``: the
+    two curves are independent experiments). Draw b of the scratch fit is paired with draw b of the
+    finetune fit and D*_b = :func:`crossover_tokens`; a draw with no crossing in [lo, hi] counts as
+    D* = +inf when finetuning wins throughout and D* = 0 when pretraining does (so it widens the interval
+    instead of vanishing); refits that did not converge are left out. The interval is the equal-tailed
     ``level`` percentile interval (inverted-CDF, so censored draws need no interpolation).
 
     Args:
         curves: tidy checkpoints with columns ``language``, ``regime`` (``pretrain`` or ``finetune``),
-            ``tokens`` (D of the curve), ``loss``, and optionally ``params`` (model size N, one value
-            per language).
+            ``tokens`` (D of the curve), ``loss``, and optionally ``params`` (model size N; each size of a
+            language is its own pair of curves).
 
     Returns:
-        One row per language: ``language``, [``params``], ``crossover_tokens`` (point estimate),
+        One row per language and size: ``language``, [``params``], ``crossover_tokens`` (point estimate),
         ``ci_low``, ``ci_high``, [``crossover_compute`` = 6 N D*], ``no_crossing`` (share of draws
         without a crossing in [lo, hi]), ``verdict`` (e.g. "finetune below 1.5e+11 tokens, pretrain
-        above"), the fitted ``E/B/beta_pretrain`` and ``E/B/beta/D0_finetune``, and ``draws``: the language's
-        D* draws as an array (censored as above, NaN for failed refits), ready for
-        :func:`fit_crossover_compute`. Intervals and ``no_crossing`` are NaN and ``draws`` None when
-        ``bootstrap=0``.
+        above"), the fitted ``E/B/beta_pretrain`` and ``E/B/beta/D0_finetune``, and ``draws``: the D* draws
+        as an array (censored as above, NaN for failed refits), ready for :func:`fit_crossover_compute`.
+        Intervals and ``no_crossing`` are NaN and ``draws`` None when ``bootstrap=0``.
 
     Raises:
-        ValueError: missing columns, an unknown regime, a language lacking one of its two curves, or
-            a language with several ``params`` values.
+        ValueError: missing columns, an unknown regime, or a language (and size) lacking one of its two curves.
     """
     missing = [c for c in ("language", "regime", "tokens", "loss") if c not in curves.columns]
     if missing:
@@ -143,17 +142,16 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
     unknown = sorted(set(frame["regime"]) - {"pretrain", "finetune"}, key=str)
     if unknown:
         raise ValueError(f"column 'regime': unknown value(s) {unknown}; expected 'pretrain' or 'finetune'")
-    languages = list(dict.fromkeys(frame["language"]))
-    for language in languages:
-        lacking = {"pretrain", "finetune"} - set(frame.loc[frame["language"] == language, "regime"])
+    sized = "params" in frame.columns
+    frame["_pair"] = frame["language"] + (" at N = " + frame["params"].map("{:.6g}".format) if sized else "")
+    pairs = list(dict.fromkeys(frame["_pair"]))
+    for pair in pairs:
+        lacking = {"pretrain", "finetune"} - set(frame.loc[frame["_pair"] == pair, "regime"])
         if lacking:
-            raise ValueError(f"language {language!r} has no {lacking.pop()!r} curve; each language needs both")
-    sizes = frame.groupby("language", sort=False)["params"].unique() if "params" in frame.columns else None
-    if sizes is not None and (many := [k for k, v in sizes.items() if len(v) != 1]):
-        raise ValueError(f"language(s) {many}: several 'params' values; expected one model size per language")
+            raise ValueError(f"language {pair!r} has no {lacking.pop()!r} curve; each language (and size) needs both")
 
-    cols = ["language", "tokens", "loss"]
-    fits = {regime: fit(law, frame.loc[frame["regime"] == regime, cols], group_by="language",
+    cols = ["_pair", "tokens", "loss"]
+    fits = {regime: fit(law, frame.loc[frame["regime"] == regime, cols], group_by="_pair",
                         bootstrap=bootstrap, seed=seed + i, level=level)
             for i, (regime, law) in enumerate((("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE)))}
 
@@ -163,14 +161,15 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
         return np.where(ok[:, None], res.samples[g], np.nan)
 
     rows = []
-    for language in languages:
-        s, f = (fits[r].groups.index(language) for r in ("pretrain", "finetune"))
+    for pair in pairs:
+        first = frame.loc[frame["_pair"] == pair].iloc[0]
+        s, f = (fits[r].groups.index(pair) for r in ("pretrain", "finetune"))
         point_s, point_f = fits["pretrain"].estimate[s], fits["finetune"].estimate[f]
         d_star = float(crossover_tokens(point_s, point_f, lo, hi))
         finetune_first = _gap(lo, _unpack(point_s, _SCRATCH_NAMES), _unpack(point_f, _FINETUNE_NAMES)) > 0
-        row = {"language": language}
-        if sizes is not None:
-            row["params"] = float(sizes[language][0])
+        row = {"language": first["language"]}
+        if sized:
+            row["params"] = float(first["params"])
         row["crossover_tokens"] = d_star
         if bootstrap:
             ds, df = draws("pretrain", s), draws("finetune", f)
@@ -185,7 +184,7 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
         else:
             row["ci_low"] = row["ci_high"] = row["no_crossing"] = np.nan
             d = None
-        if sizes is not None:
+        if sized:
             row["crossover_compute"] = 6.0 * row["params"] * d_star
         row["verdict"] = _verdict(d_star, bool(finetune_first), lo, hi)
         row.update({f"{n}_pretrain": float(v) for n, v in zip(_SCRATCH_NAMES, point_s)})
@@ -208,8 +207,9 @@ def fit_crossover_compute(n_params, crossover_tokens, bootstrap: int = 1000, see
     they fall in.
 
     Returns:
-        ``{"k", "gamma", "k_ci", "gamma_ci", "level", "n_sizes"}``; intervals are equal-tailed
-        percentile intervals over the resamples (``k_ci`` from those of log k).
+        ``{"k", "gamma", "k_ci", "gamma_ci", "level", "n_sizes", "k_draws", "gamma_draws"}``; intervals are
+        equal-tailed percentile intervals over the resamples (``k_ci`` from those of log k), whose values
+        are ``k_draws`` and ``gamma_draws`` (NaN where a resample drew fewer than two sizes).
     """
     n = np.asarray(n_params, float)
     d = np.asarray([np.asarray(v, float) for v in crossover_tokens])
@@ -234,7 +234,16 @@ def fit_crossover_compute(n_params, crossover_tokens, bootstrap: int = 1000, see
     (g_lo, k_lo), (g_hi, k_hi) = percentile_interval(np.stack([gamma_b, log_k_b], -1), level, axis=0)
     return {"k": float(np.exp(log_k[0])), "gamma": float(gamma[0]),
             "k_ci": (float(np.exp(k_lo)), float(np.exp(k_hi))), "gamma_ci": (float(g_lo), float(g_hi)),
-            "level": level, "n_sizes": int(use.sum())}
+            "level": level, "n_sizes": int(use.sum()), "k_draws": np.exp(log_k_b), "gamma_draws": gamma_b}
+
+
+def crossover_at(compute_fit: dict, n_params: float) -> tuple[float, float, float]:
+    """Crossover tokens D*(N) = k N^gamma / (6 N) at ``n_params`` from :func:`fit_crossover_compute`'s result:
+    (estimate, low, high), the interval over its resamples at its level."""
+    point = compute_fit["k"] * n_params ** (compute_fit["gamma"] - 1.0) / 6.0
+    draws = compute_fit["k_draws"] * n_params ** (compute_fit["gamma_draws"] - 1.0) / 6.0
+    low, high = percentile_interval(draws, compute_fit["level"])
+    return float(point), float(low), float(high)
 
 
 def _log_fit(x, y, w):

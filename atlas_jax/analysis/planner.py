@@ -13,7 +13,10 @@ and one budget (FLOPs C = 6 N D, tokens D, or parameters N), :func:`plan`
 4. ranks t's transfer languages by fitted tau, and gives the transfer-matrix prior
    tau = BTS / (2 - BTS) for requested languages that are not among them;
 5. where the table has t's finetune and scratch loss curves, fits their crossover D* and says whether
-   to finetune the checkpoint (planned target tokens below D*'s interval) or pretrain (above it).
+   to finetune the checkpoint (planned target tokens below D*'s interval) or pretrain (above it). With
+   curves at two or more model sizes, D* is read at the planned N from the fitted crossover compute
+   C* = 6 N D* = k N^gamma (interval from its resamples); with one size, D* of that size is used and a
+   note says so when the planned N is more than 2x away from it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..data.runs import RunTable, validate_runs
 from ..engine import fit
 from ..engine.bootstrap import percentile_interval
 from ..laws import atlas_law, transfer_languages
-from .crossover import fit_crossovers
+from .crossover import crossover_at, fit_crossover_compute, fit_crossovers
 from .transfer import LANGUAGES, tau_from_bts, load_transfer_matrix
 
 __all__ = ["Plan", "plan"]
@@ -190,33 +193,42 @@ def plan(runs: RunTable | pd.DataFrame, target: str, *, languages: Sequence[str]
     helper_table = pd.DataFrame(helper_rows, columns=["language", "tau", "ci_low", "ci_high", "source"])
     helper_table = helper_table.sort_values("tau", ascending=False, kind="stable").reset_index(drop=True)
 
-    crossover, verdict = _verdict(frame, target, is_target, finetune, d_at * share, from_checkpoint, bootstrap,
-                                  seed, level, notes)
+    crossover, verdict = _verdict(frame, target, is_target, finetune, n_at[0], d_at[0] * share, from_checkpoint,
+                                  bootstrap, seed, level, notes)
     return Plan(target=target, languages=languages, budget={kind: float(value)}, params=triple(n_at),
                 tokens=triple(d_at), target_tokens=triple(d_at * share), flops=triple(c_at), loss=triple(l_at),
                 helpers=helper_table, verdict=verdict, crossover=crossover, law=law.name, level=level,
                 n_draws=len(public) - 1, notes=tuple(notes + list(res.warnings)))
 
 
-def _verdict(frame, target, is_target, finetune, target_tokens, from_checkpoint, bootstrap, seed, level, notes):
-    """Crossover of t's finetune and scratch curves (same model size) and the finetune-or-pretrain verdict."""
+def _verdict(frame, target, is_target, finetune, n_plan, planned, from_checkpoint, bootstrap, seed, level, notes):
+    """Crossover D* of t's finetune and scratch curves at the planned size, and the finetune-or-pretrain verdict."""
     ft = frame[is_target & finetune]
     if ft.empty:
         return None, ("pretrain from scratch (no finetune curves for this language in the runs, so no crossover)"
                       if from_checkpoint else "pretrain from scratch (no checkpoint given)")
-    size = ft["params"].iloc[0]
-    scratch = frame[is_target & ~finetune & (frame["params"] == size)]
+    sizes = ft["params"].unique()
+    scratch = frame[is_target & ~finetune & frame["params"].isin(sizes)]
     if "num_languages" in frame:
         scratch = scratch[scratch["num_languages"] == 1]
     curves = pd.concat([scratch, ft]).assign(regime=lambda f: np.where(f["regime"] == "finetune", "finetune",
                                                                          "pretrain"))
-    row = fit_crossovers(curves[["language", "regime", "tokens", "loss"]], bootstrap=max(bootstrap, 1), seed=seed,
-                         level=level).iloc[0]
-    crossover = (float(row["crossover_tokens"]), float(row["ci_low"]), float(row["ci_high"]))
-    notes.append(f"crossover measured on {size:.3g}-parameter curves")
+    table = fit_crossovers(curves[["language", "params", "regime", "tokens", "loss"]], bootstrap=max(bootstrap, 1),
+                           seed=seed, level=level)
+    crossing = table[np.isfinite(table["crossover_tokens"])]
+    if len(crossing) >= 2:
+        law = fit_crossover_compute(crossing["params"], crossing["draws"], seed=seed, level=level)
+        crossover = crossover_at(law, n_plan)
+        notes.append(f"crossover at N = {n_plan:.3g} from C* = {law['k']:.4g} N^{law['gamma']:.3f} (gamma "
+                     f"[{law['gamma_ci'][0]:.3f}, {law['gamma_ci'][1]:.3f}]), fitted to the crossovers of "
+                     f"{len(crossing)} model sizes from {crossing['params'].min():.3g} to {crossing['params'].max():.3g}")
+    else:
+        row = table.iloc[int(np.argmin(np.abs(np.log(table["params"].to_numpy() / n_plan))))]
+        crossover = (float(row["crossover_tokens"]), float(row["ci_low"]), float(row["ci_high"]))
+        notes.append(f"crossover measured on {row['params']:.3g}-parameter curves" +
+                     (f", not at the planned N = {n_plan:.3g}" if abs(np.log(row["params"] / n_plan)) > np.log(2) else ""))
     if not from_checkpoint:
         return crossover, "pretrain from scratch (no checkpoint given; see the crossover to decide with one)"
-    planned = target_tokens[0]
     if planned < crossover[1]:
         return crossover, f"finetune the checkpoint: {planned:.3g} target tokens is below the crossover"
     if planned > crossover[2]:

@@ -16,16 +16,17 @@ U_other sums the other languages' unique tokens. With ``phi = psi = 0`` every pr
 the ATLAS transfer law exactly; with ``transfer=False`` (all tau = 0) the capacity runs follow the
 curse law of §4 exactly.
 
-Finetuning continues a 2B Unimax checkpoint worth ``D0_t`` target-effective tokens on t alone:
-``L_ft(d) = E_t + c_t A_t / N^alpha_t + B_t / (d + D0_t)^beta_t`` against the scratch curve
-``L(d) = E_t + A_t / N^alpha_t + B_t / d^beta_t``; ``c_t > 1`` (the checkpoint's spent capacity) is set so
-that the curves cross at the paper's 2B crossovers (EN 144B ... ZH 283B tokens).
+Finetuning continues a Unimax checkpoint of the same size N worth ``D0`` = 50B target tokens on t alone:
+``L_ft(d) = E_t + c A_t / N^alpha_t + B_t / (d + D0)^beta_t`` against the scratch curve
+``L(d) = E_t + A_t / N^alpha_t + B_t / d^beta_t``; ``c > 1`` (the checkpoint's spent capacity) is set per
+language and size so that the curves cross at D*(N) = D*_2B (N / 2B)^(gamma - 1): the paper's 2B crossovers
+(EN 144B ... ZH 283B tokens) and a crossover compute C* = 6 N D* = k_t N^gamma with gamma = 1.65.
 
 Run types (``group`` column): ``monolingual`` (7 targets x 20 sizes), ``bilingual`` (target + one of its
 helpers, 50/50 and 75/25, 10 sizes), ``unimax`` (20 sizes, evaluated on the targets with at least 0.1 % of the mixture), ``capacity``
 (uniform K-language mixtures, K in {2, 4, 6, 8, 12, 16, 24, 32, 38}, 10 sizes, evaluated on the targets in
-the mixture), and ``finetune`` / ``scratch`` loss curves at 2B for the 8 crossover languages (25
-checkpoints each). ``hi`` of the paper is replaced by ``bn`` (hi is not in the transfer matrix).
+the mixture), and ``finetune`` / ``scratch`` loss curves for the 8 crossover languages at 5 sizes from
+0.55B to 8.5B (20 checkpoints each, 1 to 500 tokens per parameter). ``hi`` of the paper is replaced by ``bn`` (hi is not in the transfer matrix).
 Losses carry multiplicative log-normal noise (1 % across runs, 0.05 % along a loss curve by default).
 """
 
@@ -38,7 +39,8 @@ import pandas as pd
 
 from ..laws.atlas import DEFF_FLOOR
 
-__all__ = ["MODEL_SIZES", "TARGETS", "CROSSOVER_TOKENS", "UNIQUE_TOKENS", "campaign", "write_campaign"]
+__all__ = ["MODEL_SIZES", "TARGETS", "CROSSOVER_TOKENS", "CROSSOVER_GAMMA", "CURVE_SIZES", "UNIQUE_TOKENS", "campaign",
+           "crossover_truth", "write_campaign"]
 
 MODEL_SIZES = (9_044_352, 17_662_848, 24_847_776, 66_588_672, 106_830_080, 146_155_520, 237_646_080,
                289_029_888, 368_068_608, 554_457_600, 661_807_872, 756_970_368, 852_132_864, 1_042_847_232,
@@ -55,6 +57,12 @@ UNIQUE_TOKENS = {"en": 2.8e12, "ru": 705e9, "fr": 363e9, "zh": 125e9, "bn": 7.9e
 _TOKENS_PER_PARAM = (5.0, 10.0, 20.0, 40.0, 80.0)
 _D_MONO = 2_034_422_912  # the 2B model of the transfer and crossover experiments
 _CAPACITY_K = (2, 4, 6, 8, 12, 16, 24, 32, 38)
+#: Model sizes of the scratch/finetune curve pairs (the 2B of the paper, two sizes below and two above).
+CURVE_SIZES = (MODEL_SIZES[9], MODEL_SIZES[13], _D_MONO, MODEL_SIZES[18], MODEL_SIZES[19])
+#: Exponent of the true crossover compute C* = k_t N^gamma (the paper prints 1.65 twice and 1.54 once).
+CROSSOVER_GAMMA = 1.65
+_D0 = 0.05 * 1e12  # each checkpoint is worth en's 5 % share of a 1T-token Unimax run, in target tokens
+_CHECKPOINTS = 20  # per curve, from 1 to 500 tokens per parameter
 _OTHER_SCALE = 0.05  # tau_other per other-language token: keeps D_eff > 0 when 34 other languages share a run
 
 
@@ -174,25 +182,31 @@ def campaign(seed: int = 0, noise: float = 0.01, *, curve_noise: float = 0.0005,
 
 
 def _curves(truth, langs, first_run) -> pd.DataFrame:
-    """Scratch and finetune loss curves at 2B, crossing at the published crossovers."""
-    n = float(_D_MONO)
-    d = np.geomspace(2e9, 1e12, 25)
+    """Scratch and finetune loss curves at the sizes ``CURVE_SIZES``, crossing at D*(N) (module doc)."""
     rows = []
-    for j, (lang, cross) in enumerate(CROSSOVER_TOKENS.items()):
+    for j, (lang, cross_2b) in enumerate(CROSSOVER_TOKENS.items()):
         p = truth["languages"][lang]
-        d0 = 0.05 * 1e12  # the checkpoint is worth en's 5 % share of a 1T-token Unimax run in target tokens
-        gap = p["B"] / cross ** p["beta"] - p["B"] / (cross + d0) ** p["beta"]
-        c = 1.0 + gap * n ** p["alpha"] / p["A"]
-        p["finetune"] = {"D0": d0, "capacity_factor": float(c), "crossover_tokens": cross}
-        scratch = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
-        tuned = p["E"] + c * p["A"] / n ** p["alpha"] + p["B"] / (d + d0) ** p["beta"]
-        for regime, kind, loss in (("pretrain", "scratch", scratch), ("finetune", "finetune", tuned)):
-            for dk, lk in zip(d, loss):
-                rows.append({"run": first_run + 2 * j + (regime == "finetune"), "group": kind, "params": n,
-                             "tokens": dk, "language": lang, "num_languages": 1, "regime": regime,
-                             "step": int(round(dk / 2**20)), **{f"tokens_{l}": dk if l == lang else 0.0 for l in langs},
-                             "loss": lk})
+        p["finetune"] = {"D0": _D0, "crossover_gamma": CROSSOVER_GAMMA, "sizes": {}}
+        for m, n in enumerate(map(float, CURVE_SIZES)):
+            cross = crossover_truth(lang, n)
+            gap = p["B"] / cross ** p["beta"] - p["B"] / (cross + _D0) ** p["beta"]
+            c = 1.0 + gap * n ** p["alpha"] / p["A"]
+            p["finetune"]["sizes"][str(int(n))] = {"capacity_factor": float(c), "crossover_tokens": cross}
+            d = n * np.geomspace(1.0, 500.0, _CHECKPOINTS)
+            scratch = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+            tuned = p["E"] + c * p["A"] / n ** p["alpha"] + p["B"] / (d + _D0) ** p["beta"]
+            for regime, kind, loss in (("pretrain", "scratch", scratch), ("finetune", "finetune", tuned)):
+                run = first_run + 2 * (j * len(CURVE_SIZES) + m) + (regime == "finetune")
+                for dk, lk in zip(d, loss):
+                    rows.append({"run": run, "group": kind, "params": n, "tokens": dk, "language": lang,
+                                 "num_languages": 1, "regime": regime, "step": int(round(dk / 2**20)),
+                                 **{f"tokens_{l}": dk if l == lang else 0.0 for l in langs}, "loss": lk})
     return pd.DataFrame(rows)
+
+
+def crossover_truth(language: str, n_params: float) -> float:
+    """The campaign's true crossover tokens D*(N) = D*_2B (N / N_2B)^(gamma - 1), i.e. C* = 6 N D* = k N^gamma."""
+    return CROSSOVER_TOKENS[language] * (n_params / _D_MONO) ** (CROSSOVER_GAMMA - 1.0)
 
 
 def write_campaign(directory: str | Path, seed: int = 0, noise: float = 0.01) -> tuple[Path, Path]:
