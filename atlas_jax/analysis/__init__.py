@@ -9,7 +9,7 @@ from .crossover import (
     fit_crossovers,
 )
 from .planner import Plan, plan
-from .curse import expansion_multipliers, iso_loss_frontier, loss_share, multipliers_with_intervals
+from .curse import expansion_multipliers, fit_curse_joint, iso_loss_frontier, loss_share, multipliers_with_intervals
 from .transfer import (
     LANGUAGES,
     SCRIPTS,
@@ -38,6 +38,7 @@ __all__ = [
     "iso_loss_frontier",
     "loss_share",
     "multipliers_with_intervals",
+    "fit_curse_joint",
     "crossover_tokens",
     "fit_crossovers",
     "fit_crossover_compute",

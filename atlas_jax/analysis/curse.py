@@ -43,9 +43,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..engine.batch import fit
 from ..engine.bootstrap import percentile_interval
 from ..engine.result import FitResult
 from ..engine.solver import AT_BOUND, CONVERGED
+from ..laws.curse import CURSE, joint_curse_law
 
 __all__ = [
     "MULTIPLIERS",
@@ -53,6 +55,7 @@ __all__ = [
     "iso_loss_frontier",
     "loss_share",
     "multipliers_with_intervals",
+    "fit_curse_joint",
 ]
 
 #: Keys of :func:`expansion_multipliers`, in output order.
@@ -129,19 +132,42 @@ def multipliers_with_intervals(result: FitResult, r_values: Sequence[float] = (2
     rows = []
     for g, group in enumerate(result.groups):
         names = result.names[g]
-        missing = [n for n in _EXPONENTS if n not in names]
-        if missing:
-            raise ValueError(f"group {group!r}: fit of law {result.law!r} has no parameter(s) {missing}; "
-                             "fit the 'curse' law")
-        col = [names.index(n) for n in _EXPONENTS]
-        point = expansion_multipliers(r, *(result.estimate[g, j] for j in col))
-        ok = np.ones(result.samples.shape[1], bool) if result.sample_status is None else \
-            np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
-        draws = np.where(ok[:, None], result.samples[g], np.nan)                  # [draw, param]
-        boot = expansion_multipliers(r[None, :], *(draws[:, j, None] for j in col))  # [draw, r]
-        for key in MULTIPLIERS:
-            lo, hi = percentile_interval(boot[key], level, axis=0)
-            for i, ri in enumerate(r):
-                rows.append({"group": group, "r": float(ri), "multiplier": key, "estimate": float(point[key][i]),
-                             "ci_low": float(lo[i]), "ci_high": float(hi[i])})
+        # a joint fit (fit_curse_joint) has alpha_<lang>, beta_<lang>: one row set per language
+        langs = [n[len("alpha_"):] for n in names if n.startswith("alpha_")]
+        for label, suffix in ([(lang, f"_{lang}") for lang in langs] if langs else [(group, "")]):
+            wanted = [f"{n}{suffix}" if n in ("alpha", "beta") else n for n in _EXPONENTS]
+            missing = [n for n in wanted if n not in names]
+            if missing:
+                raise ValueError(f"group {group!r}: fit of law {result.law!r} has no parameter(s) {missing}; "
+                                 "fit the 'curse' law")
+            col = [names.index(n) for n in wanted]
+            point = expansion_multipliers(r, *(result.estimate[g, j] for j in col))
+            ok = np.ones(result.samples.shape[1], bool) if result.sample_status is None else \
+                np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
+            draws = np.where(ok[:, None], result.samples[g], np.nan)                  # [draw, param]
+            boot = expansion_multipliers(r[None, :], *(draws[:, j, None] for j in col))  # [draw, r]
+            for key in MULTIPLIERS:
+                lo, hi = percentile_interval(boot[key], level, axis=0)
+                for i, ri in enumerate(r):
+                    rows.append({"group": label, "r": float(ri), "multiplier": key, "estimate": float(point[key][i]),
+                                 "ci_low": float(lo[i]), "ci_high": float(hi[i])})
     return pd.DataFrame(rows)
+
+
+def fit_curse_joint(runs: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
+                    progress: bool = False) -> FitResult:
+    """Fit the curse law jointly across target languages: own E A B alpha beta each, one phi and psi.
+
+    Two stages: every language's runs are fitted alone (``fit(CURSE, runs, group_by="language")``, the
+    multi-start grid), then :func:`~atlas_jax.laws.curse.joint_curse_law` is fitted to all runs from
+    those estimates, with phi and psi started at their medians across languages. Bootstrap resamples
+    draw from all runs (pooled). Returns the joint :class:`FitResult` (one group, ``all``; parameters
+    ``E_<lang> ... beta_<lang>``, ``phi``, ``psi``); :func:`multipliers_with_intervals` gives each
+    language's multipliers from it.
+    """
+    frame = runs.frame if hasattr(runs, "frame") else runs
+    single = fit(CURSE, frame, group_by="language", progress=progress)
+    law = joint_curse_law(single.groups)
+    internal = np.stack([[p.to_internal(v) for p, v in zip(CURSE.params, est)] for est in single.estimate])
+    start = np.concatenate([internal[:, :5].ravel(), np.median(internal[:, 5:], axis=0)])
+    return fit(law, frame, starts=start[None], bootstrap=bootstrap, seed=seed, level=level, progress=progress)

@@ -13,6 +13,9 @@ e = log L_inf, a = log A, b = log B:
 Public parameters ``E A B alpha beta phi psi`` (``E`` is L_inf, the project's
 Chinchilla naming). Published: phi = 0.11, psi = -0.04 (the rest unpublished).
 
+:func:`joint_curse_law` fits several target languages at once: their own ``E A B alpha beta`` and one
+shared ``phi`` and ``psi`` (the paper fits the curse jointly across languages).
+
 Features: ``log N`` from ``params``; ``K`` from ``num_languages``; ``D_t`` from
 ``tokens_<language>`` (the run's target) when mixture columns exist, otherwise
 ``tokens / num_languages`` (uniform mixture). Default starts: the coarse
@@ -21,12 +24,14 @@ Chinchilla grid (450 points) x phi in {0, 0.1} x psi in {-0.05, 0.05} (1,800).
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
 
-__all__ = ["CURSE", "curse_log_loss", "curse_features", "target_tokens"]
+__all__ = ["CURSE", "curse_log_loss", "curse_features", "target_tokens", "joint_curse_law"]
 
 _NAME = "curse"
 
@@ -83,3 +88,36 @@ CURSE = Law(
     required=("params", "tokens", "loss", "num_languages"),
     description="L = L_inf + A K^phi/N^alpha + B K^psi/D_t^beta (Longpre et al. 2026, curse of multilinguality)",
 )
+
+
+def joint_curse_law(languages) -> Law:
+    """The curse law over several target languages: per-language ``E_l A_l B_l alpha_l beta_l``, shared ``phi psi``.
+
+    A run's prediction is :func:`curse_log_loss` with its ``language``'s five parameters. Parameters are
+    ordered language by language (in ``languages`` order), then ``phi``, ``psi``; no start grid (start
+    from per-language fits, as :func:`atlas_jax.analysis.fit_curse_joint` does).
+    """
+    languages = tuple(str(l) for l in languages)
+    if len(set(languages)) != len(languages) or not languages:
+        raise ValueError(f"joint_curse_law: expected distinct language names, got {list(languages)}")
+    base = coarse_chinchilla_params()
+    params = tuple(Param(f"{p.name}_{l}", f"{p.internal}_{l}", p.log, (p.grid[len(p.grid) // 2],), p.bounds)
+                   for l in languages for p in base) + CURSE.params[5:]
+    index = {l: i for i, l in enumerate(languages)}
+
+    def features(frame):
+        if "language" not in frame:
+            raise ValueError(f"law 'curse_joint' needs a 'language' column; available columns: {list(frame.columns)}")
+        langs = frame["language"].astype(str)
+        unknown = sorted(set(langs) - set(index))
+        if unknown:
+            raise ValueError(f"column 'language': {unknown} not among the law's languages {list(languages)}")
+        return {**curse_features(frame), "lang": langs.map(index).to_numpy(float)}
+
+    def log_loss(theta, x):
+        own = jax.lax.dynamic_slice(theta, (5 * x["lang"].astype(int),), (5,))
+        return curse_log_loss(jnp.concatenate([own, theta[-2:]]), x)
+
+    return Law(name="curse_joint", params=params, log_loss=log_loss, features=features,
+               required=CURSE.required + ("language",),
+               description=f"curse law over {len(languages)} languages with shared phi, psi")
