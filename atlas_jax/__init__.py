@@ -1,4 +1,4 @@
-"""atlas-jax: batched, jit-compiled scaling-law fitting with bootstrap intervals.
+"""atlas-jax: batched, jit-compiled scaling-law fitting with bootstrap intervals and NumPyro posteriors.
 
 Importing the package switches JAX to float64: the Chinchilla problem's Hessian
 has condition number ~1e11, so fits need double precision.
@@ -21,6 +21,7 @@ from .engine import (  # noqa: E402
     r_squared,
 )
 from .laws import LAWS, Law, Param, get_law  # noqa: E402
+from .bayes import Posterior, posterior  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,8 @@ __all__ = [
     "holdout_mask",
     "predict",
     "r_squared",
+    "posterior",
+    "Posterior",
     "load_runs",
     "validate_runs",
     "RunTable",

@@ -122,9 +122,9 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
         log_d = jnp.log(jnp.maximum(d_eff, DEFF_FLOOR * s_t))
         return lse(e, a - alpha * x["log_n"], b - beta * log_d)
 
-    taus = tuple(Param(f"tau_{j + 1}", f"tau_{j + 1}", grid=(0.0,)) for j in range(k))
+    taus = tuple(Param(f"tau_{j + 1}", f"tau_{j + 1}", grid=(0.0,), prior=(0.0, 0.5)) for j in range(k))
     if with_other:
-        taus += (Param("tau_other", "tau_other", grid=(0.0,)),)
+        taus += (Param("tau_other", "tau_other", grid=(0.0,), prior=(0.0, 0.5)),)
 
     def group_names(frame):
         helpers = transfer_languages(frame, k) if k else []
@@ -135,7 +135,7 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
         name="atlas" if variant == "transfer" else f"atlas_{variant}",
         params=coarse_chinchilla_params() + (
             Param("lambda", "log_lambda", log=True, grid=tuple(np.log([0.05, 0.5])),
-                  bounds=(np.log(1e-4), np.log(1e3))),) + taus,
+                  bounds=(np.log(1e-4), np.log(1e3)), prior=(np.log(0.1), 2.0)),) + taus,
         log_loss=log_loss,
         features=features,
         required=("params", "tokens", "loss", "language"),

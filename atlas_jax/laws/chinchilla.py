@@ -24,11 +24,11 @@ _EXPONENT = (0.0, 0.5, 1.0, 1.5, 2.0)
 def chinchilla_params() -> tuple[Param, ...]:
     """E A B alpha beta with Hoffmann's grid; shared by every law built on the Chinchilla form."""
     return (
-        Param("E", "e", log=True, grid=(-1.0, -0.5, 0.0, 0.5, 1.0)),
-        Param("A", "a", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0, 25.0)),
-        Param("B", "b", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0, 25.0)),
-        Param("alpha", "alpha", grid=_EXPONENT, bounds=(0.0, 10.0)),
-        Param("beta", "beta", grid=_EXPONENT, bounds=(0.0, 10.0)),
+        Param("E", "e", log=True, grid=(-1.0, -0.5, 0.0, 0.5, 1.0), prior=(0.0, 1.0)),
+        Param("A", "a", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0, 25.0), prior=(7.0, 5.0)),
+        Param("B", "b", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0, 25.0), prior=(7.0, 5.0)),
+        Param("alpha", "alpha", grid=_EXPONENT, bounds=(0.0, 10.0), prior=(0.5, 0.5)),
+        Param("beta", "beta", grid=_EXPONENT, bounds=(0.0, 10.0), prior=(0.5, 0.5)),
     )
 
 
@@ -42,7 +42,7 @@ def coarse_chinchilla_params() -> tuple[Param, ...]:
     Exponents are kept away from 0, where laws using alpha/beta ratios are undefined.
     """
     return tuple(Param(p.name, p.internal, p.log, _COARSE[p.name],
-                       (1e-3, p.bounds[1]) if p.name in ("alpha", "beta") else p.bounds)
+                       (1e-3, p.bounds[1]) if p.name in ("alpha", "beta") else p.bounds, p.prior)
                  for p in chinchilla_params())
 
 

@@ -81,8 +81,8 @@ def curse_log_loss(theta, x):
 
 CURSE = Law(
     name=_NAME,
-    params=coarse_chinchilla_params() + (Param("phi", "phi", grid=(0.0, 0.1)),
-                                         Param("psi", "psi", grid=(-0.05, 0.05))),
+    params=coarse_chinchilla_params() + (Param("phi", "phi", grid=(0.0, 0.1), prior=(0.0, 0.25)),
+                                         Param("psi", "psi", grid=(-0.05, 0.05), prior=(0.0, 0.25))),
     log_loss=curse_log_loss,
     features=curse_features,
     required=("params", "tokens", "loss", "num_languages"),
@@ -101,7 +101,7 @@ def joint_curse_law(languages) -> Law:
     if len(set(languages)) != len(languages) or not languages:
         raise ValueError(f"joint_curse_law: expected distinct language names, got {list(languages)}")
     base = coarse_chinchilla_params()
-    params = tuple(Param(f"{p.name}_{l}", f"{p.internal}_{l}", p.log, (p.grid[len(p.grid) // 2],), p.bounds)
+    params = tuple(Param(f"{p.name}_{l}", f"{p.internal}_{l}", p.log, (p.grid[len(p.grid) // 2],), p.bounds, p.prior)
                    for l in languages for p in base) + CURSE.params[5:]
     index = {l: i for i, l in enumerate(languages)}
 

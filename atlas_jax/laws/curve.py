@@ -22,9 +22,9 @@ from .spec import Law, Param, lse
 __all__ = ["SCRATCH_CURVE", "FINETUNE_CURVE", "curve_loss", "tokens_to_loss"]
 
 _CURVE_PARAMS = (
-    Param("E", "e", log=True, grid=(-1.0, 0.0, 1.0)),
-    Param("B", "b", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0)),
-    Param("beta", "beta", grid=(0.1, 0.3, 0.6, 1.0), bounds=(1e-3, 5.0)),
+    Param("E", "e", log=True, grid=(-1.0, 0.0, 1.0), prior=(0.0, 1.0)),
+    Param("B", "b", log=True, grid=(0.0, 5.0, 10.0, 15.0, 20.0), prior=(7.0, 5.0)),
+    Param("beta", "beta", grid=(0.1, 0.3, 0.6, 1.0), bounds=(1e-3, 5.0), prior=(0.5, 0.5)),
 )
 
 
@@ -57,7 +57,7 @@ SCRATCH_CURVE = Law(
 FINETUNE_CURVE = Law(
     name="finetune_curve",
     params=_CURVE_PARAMS + (Param("D0", "log_D0", log=True, grid=tuple(np.log([1e8, 1e9, 1e10, 1e11])),
-                                  bounds=(np.log(1e3), np.log(1e15))),),
+                                  bounds=(np.log(1e3), np.log(1e15)), prior=(np.log(1e10), 3.0)),),
     log_loss=lambda theta, x: lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"] + jnp.exp(theta[3]))),
     features=_features,
     required=("tokens", "loss"),

@@ -57,8 +57,10 @@ _R_GRID = tuple(np.log([1.0, 5.0, 20.0]))
 DATA_CONSTRAINED = Law(
     name="data_constrained",
     params=coarse_chinchilla_params() + (
-        Param("R_D_star", "log_R_D_star", log=True, grid=_R_GRID, bounds=(np.log(1e-3), np.log(1e6))),
-        Param("R_N_star", "log_R_N_star", log=True, grid=_R_GRID, bounds=(np.log(1e-3), np.log(1e6))),
+        Param("R_D_star", "log_R_D_star", log=True, grid=_R_GRID, bounds=(np.log(1e-3), np.log(1e6)),
+              prior=(np.log(15.0), 2.0)),
+        Param("R_N_star", "log_R_N_star", log=True, grid=_R_GRID, bounds=(np.log(1e-3), np.log(1e6)),
+              prior=(np.log(15.0), 2.0)),
     ),
     log_loss=_log_loss,
     features=_features,

@@ -44,7 +44,7 @@ def _features(frame):
 
 MSL = Law(
     name="msl",
-    params=coarse_chinchilla_params() + (Param("gamma", "gamma", grid=(0.0, 0.5)),),
+    params=coarse_chinchilla_params() + (Param("gamma", "gamma", grid=(0.0, 0.5), prior=(0.0, 1.0)),),
     log_loss=lambda theta, x: chinchilla_log_loss(theta, x["log_n"], x["log_d"]) - theta[5] * x["log_p"],
     features=_features,
     required=("params", "tokens", "loss", "language"),

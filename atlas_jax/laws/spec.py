@@ -26,7 +26,8 @@ class Param:
 
     ``name`` is the public (output) name, ``internal`` the name in fitting space;
     ``log=True`` means ``public = exp(internal)``. ``grid`` lists internal start
-    values; ``bounds`` is the internal box the solver keeps to.
+    values; ``bounds`` is the internal box the solver keeps to; ``prior`` is the (loc, scale) of the
+    weakly informative Normal prior on the internal value used by :mod:`atlas_jax.bayes`.
     """
 
     name: str
@@ -34,6 +35,7 @@ class Param:
     log: bool = False
     grid: tuple[float, ...] = (0.0,)
     bounds: tuple[float, float] = (-np.inf, np.inf)
+    prior: tuple[float, float] = (0.0, 1.0)
 
     def to_public(self, value):
         return np.exp(value) if self.log else value

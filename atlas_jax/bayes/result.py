@@ -1,0 +1,138 @@
+"""The outcome of NUTS: draws in internal and public space, log-likelihoods, predictive draws, diagnostics.
+
+Arrays are ``[chain, draw, ...]``. ArviZ is imported only by :meth:`Posterior.to_inference_data` and
+the methods built on it (the output layer), so sampling works where ArviZ is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Posterior", "HDI_PROB"]
+
+
+def _arviz():
+    """ArviZ, imported on first use without its refactor banner (a FutureWarning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+HDI_PROB = 0.94  # ArviZ's default highest-density interval, set explicitly
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Posterior draws of one law over groups (see :func:`atlas_jax.bayes.posterior`)."""
+
+    law: str
+    group_by: str
+    groups: tuple[str, ...]
+    names: tuple[tuple[str, ...], ...]   # public names per group (ATLAS: tau_<helper>)
+    internal_names: tuple[str, ...]
+    public_names: tuple[str, ...]
+    hierarchical: bool
+    samples: dict                        # sampled sites: theta [C, D, G, P] (or z), mu/sd [C, D, P]; sigma [C, D, G]
+    public: np.ndarray                   # [C, D, G, P] public parameters
+    log_likelihood: np.ndarray           # [C, D, n]
+    predictive: np.ndarray               # [C, D, n] replicated log losses
+    sample_stats: dict                   # diverging, energy, num_steps, accept_prob: [C, D]
+    log_y: np.ndarray                    # [n] observed log losses
+    run_group: np.ndarray                # [n] group index of every run
+    features: dict                       # [n] arrays
+    point: np.ndarray                    # [G, P] point fit (public)
+    priors: pd.DataFrame
+    diagnostics: dict
+    warnings: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    def draws(self, name: str, group: str | None = None) -> np.ndarray:
+        """Flattened draws [chain * draw] of one public parameter (by law name, e.g. ``tau_1``, or group name)."""
+        g = self._group(group)
+        names = self.names[g]
+        j = names.index(name) if name in names else self.public_names.index(name)
+        return self.public[:, :, g, j].reshape(-1)
+
+    def interval(self, name: str, group: str | None = None, level: float = 0.95) -> tuple[float, float]:
+        """Equal-tailed ``level`` credible interval of a public parameter."""
+        tail = 50.0 * (1.0 - level)
+        low, high = np.percentile(self.draws(name, group), [tail, 100.0 - tail])
+        return float(low), float(high)
+
+    def _group(self, group):
+        if group is None:
+            if len(self.groups) != 1:
+                raise ValueError(f"several groups ({', '.join(self.groups)}): name one")
+            return 0
+        if group not in self.groups:
+            raise ValueError(f"unknown group {group!r}; groups: {', '.join(self.groups)}")
+        return self.groups.index(group)
+
+    def to_inference_data(self):
+        """ArviZ InferenceData: posterior (internal sites and public ``params``), sample_stats,
+        log_likelihood, posterior_predictive, observed_data and constant_data, with dims
+        (chain, draw, <group_by>, param / internal, run)."""
+        az = _arviz()
+
+        gdim = self.group_by
+        coords = {gdim: list(self.groups), "param": list(self.public_names), "internal": list(self.internal_names),
+                  "run": np.arange(len(self.log_y))}
+        posterior = {"params": self.public, "sigma": self.samples["sigma"]}
+        dims = {"params": [gdim, "param"], "sigma": [gdim], "log_loss": ["run"]}
+        for site, site_dims in (("mu", ["internal"]), ("sd", ["internal"]), ("z", [gdim, "internal"]),
+                                ("theta", [gdim, "internal"])):
+            if site in self.samples:
+                posterior[site], dims[site] = self.samples[site], site_dims
+        stats = {"diverging": self.sample_stats["diverging"], "energy": self.sample_stats["energy"],
+                 "n_steps": self.sample_stats["num_steps"], "acceptance_rate": self.sample_stats["accept_prob"]}
+        constant = {**{k: np.asarray(v) for k, v in self.features.items()}, "group_index": self.run_group}
+        dims.update({k: ["run"] for k in constant})
+        return az.from_dict(posterior=posterior, sample_stats=stats, log_likelihood={"log_loss": self.log_likelihood},
+                            posterior_predictive={"log_loss": self.predictive}, observed_data={"log_loss": self.log_y},
+                            constant_data=constant, coords=coords, dims=dims)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per group and public parameter: mean, sd, 94 % HDI, ess_bulk, ess_tail, r_hat (ArviZ)."""
+        az = _arviz()
+
+        table = az.summary(self.to_inference_data(), var_names=["params"], hdi_prob=HDI_PROB, kind="all",
+                           round_to="none")
+        g, j = np.unravel_index(np.arange(len(table)), (len(self.groups), len(self.public_names)))
+        table.insert(0, "param", [self.names[gi][ji] for gi, ji in zip(g, j)])
+        table.insert(0, "group", [self.groups[gi] for gi in g])
+        return table.reset_index(drop=True)
+
+    def derived(self, flops=(1e21, 1e23, 1e25), level: float = 0.95) -> pd.DataFrame:
+        """Compute-optimal N*(C), D*(C) and tokens per parameter per draw, summarised per group and budget.
+
+        For laws with ``A B alpha beta`` (data not repeated, D_eff = D): N* = G (C/6)^(beta/(alpha+beta)),
+        G = (alpha A / (beta B))^(1/(alpha+beta)), D* = C / (6 N*) (Hoffmann et al. 2022, appendix D).
+        Columns ``group, quantity, flops, median, mean, ci_low, ci_high`` (equal-tailed ``level``).
+        """
+        missing = [n for n in ("A", "B", "alpha", "beta") if n not in self.public_names]
+        if missing:
+            raise ValueError(f"law {self.law!r} has no {missing}: compute-optimal sizes need A, B, alpha, beta")
+        col = {n: self.public[..., self.public_names.index(n)].reshape(-1, len(self.groups))
+               for n in ("A", "B", "alpha", "beta")}
+        tail = 50.0 * (1.0 - level)
+        rows = []
+        for c in np.atleast_1d(np.asarray(flops, float)):
+            a, b = col["alpha"], col["beta"]
+            with np.errstate(all="ignore"):
+                n_opt = (a * col["A"] / (b * col["B"])) ** (1.0 / (a + b)) * (c / 6.0) ** (b / (a + b))
+            d_opt = c / (6.0 * n_opt)
+            for quantity, values in (("N_opt", n_opt), ("D_opt", d_opt), ("tokens_per_param", d_opt / n_opt)):
+                for g, group in enumerate(self.groups):
+                    v = values[:, g]
+                    low, high = np.nanpercentile(v, [tail, 100.0 - tail])
+                    rows.append({"group": group, "quantity": quantity, "flops": float(c),
+                                 "median": float(np.nanmedian(v)), "mean": float(np.nanmean(v)),
+                                 "ci_low": float(low), "ci_high": float(high)})
+        return pd.DataFrame(rows)

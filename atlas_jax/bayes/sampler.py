@@ -1,0 +1,183 @@
+"""NUTS over a law's NumPyro model (:mod:`atlas_jax.bayes.model`), initialised from the point fit.
+
+``posterior(law, runs, group_by=...)`` fits the law (multi-start, :func:`atlas_jax.fit`), starts every
+chain there, runs NUTS (Hoffman & Gelman 2014) with a dense mass matrix (the Chinchilla posterior is
+strongly correlated), and returns a :class:`~atlas_jax.bayes.result.Posterior` holding the draws,
+per-run log-likelihoods and posterior-predictive draws, and diagnostics. Chains run in parallel over
+devices where there are at least as many devices as chains, vectorised on one device otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from functools import partial
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtri
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
+
+from ..data.runs import RunTable, validate_runs
+from ..engine.batch import fit, require_x64
+from ..laws import get_law
+from ..laws.spec import Law
+from .model import NU, SIGMA_SCALE, flat_data, law_model, prior_table
+from .result import Posterior
+
+__all__ = ["posterior", "rank_diagnostics", "RHAT_MAX", "ESS_MIN"]
+
+RHAT_MAX = 1.01  # flagged above
+ESS_MIN = 400    # flagged below (bulk effective sample size)
+
+
+def posterior(
+    law: Law | str,
+    runs: RunTable,
+    *,
+    group_by: str | None = None,
+    hierarchical: bool = False,
+    centred: bool = True,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = 0,
+    priors: Mapping[str, tuple[float, float]] | None = None,
+    nu: float = NU,
+    sigma_scale: float = SIGMA_SCALE,
+    target_accept: float = 0.9,
+    progress: bool = False,
+) -> Posterior:
+    """Sample the posterior of ``law`` on ``runs`` (one parameter set per group of ``group_by``).
+
+    Args:
+        law: a :class:`Law` or a registered name.
+        runs: a run table (validated here if it is a DataFrame).
+        group_by: column whose values get their own parameters (e.g. ``language``).
+        hierarchical: partially pool every parameter across groups (normal hierarchy).
+        centred: centred (default) or non-centred form of the hierarchy (:mod:`atlas_jax.bayes.model`).
+        chains, draws, warmup: NUTS chains, kept draws and warm-up iterations per chain.
+        priors: ``{name: (loc, scale)}`` Normal priors on internal values, overriding the law's defaults.
+        nu, sigma_scale: Student-t degrees of freedom and the half-normal scale of the noise sd.
+        target_accept: NUTS target acceptance probability.
+        progress: show NumPyro's progress bar.
+    """
+    require_x64()
+    if hierarchical and group_by is None:
+        raise ValueError("hierarchical=True pools parameters across groups: give group_by (e.g. 'language')")
+    for name, value in (("chains", chains), ("draws", draws), ("warmup", warmup)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    law = get_law(law) if isinstance(law, str) else law
+    table = validate_runs(runs.frame if isinstance(runs, RunTable) else runs, required=law.required,
+                          group_by=group_by, n_free=len(law.params))
+    frame = table.frame
+    prior = prior_table(law, priors)
+    data = flat_data(law, frame, group_by)
+    G = len(data.groups)
+
+    t0 = time.perf_counter()
+    point = fit(law, frame, group_by=group_by)
+    theta0 = np.stack([[p.to_internal(v) for p, v in zip(law.params, est)] for est in point.estimate])
+    timings = {"point_fit_s": time.perf_counter() - t0}
+
+    features = {k: jnp.asarray(v) for k, v in data.features.items()}
+    group, log_y = jnp.asarray(data.group), jnp.asarray(data.log_y)
+    model = partial(law_model, law, features, group, G, prior["loc"].to_numpy(), prior["scale"].to_numpy(),
+                    hierarchical=hierarchical, centred=centred, nu=nu, sigma_scale=sigma_scale)
+    init = _init_values(law, theta0, features, data, hierarchical, centred, prior["scale"].to_numpy())
+    kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept, init_strategy=init_to_value(values=init))
+    parallel = jax.local_device_count() >= chains > 1
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="parallel" if parallel else "vectorized", progress_bar=progress)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There are not enough devices")
+        mcmc.run(jax.random.PRNGKey(seed), log_y=log_y,
+                 extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
+    samples = jax.tree.map(np.asarray, mcmc.get_samples(group_by_chain=True))
+    timings["sampling_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    loglik = np.asarray(log_likelihood(model, samples, log_y=log_y, batch_ndims=2)["log_loss"])
+    predictive = Predictive(model, posterior_samples=samples, batch_ndims=2)
+    replicated = np.asarray(predictive(jax.random.PRNGKey(seed + 1))["log_loss"])
+    timings["predictive_s"] = time.perf_counter() - t0
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+
+    theta = samples["theta"] if "theta" in samples else samples["mu"][:, :, None, :] + \
+        samples["sd"][:, :, None, :] * samples["z"]
+    public = np.stack([p.to_public(theta[..., j]) for j, p in enumerate(law.params)], axis=-1)
+    diag, notes = _diagnostics(samples, extra["diverging"])
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return Posterior(
+        law=law.name, group_by=group_by or "group", groups=data.groups, names=data.names,
+        internal_names=law.internal_names, public_names=law.names, hierarchical=hierarchical,
+        samples=samples, public=public, log_likelihood=loglik, predictive=replicated, sample_stats=extra,
+        log_y=np.asarray(data.log_y), run_group=np.asarray(data.group), features=data.features,
+        point=point.estimate, priors=prior, diagnostics=diag, warnings=tuple(list(table.warnings) + notes),
+        settings={"centred": centred, "chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "nu": nu,
+                  "sigma_scale": sigma_scale, "target_accept": target_accept,
+                  "chain_method": "parallel" if parallel else "vectorized", "device": str(jax.devices()[0])},
+        timings=timings,
+    )
+
+
+def _init_values(law, theta0, features, data, hierarchical, centred, scale) -> dict:
+    """Chains start at the point fit; sigma at each group's residual MAD (floored at 1e-4)."""
+    pred = np.asarray(jax.vmap(law.log_loss)(jnp.asarray(theta0)[data.group], features))
+    resid = data.log_y - pred
+    sigma = np.array([max(1.4826 * np.median(np.abs(resid[data.group == g])), 1e-4)
+                      for g in range(len(data.groups))])
+    if not hierarchical:
+        return {"theta": theta0, "sigma": sigma}
+    mu = theta0.mean(axis=0)
+    sd = np.maximum(theta0.std(axis=0), 0.05 * scale)
+    return {"mu": mu, "sd": sd, "sigma": sigma, **({"theta": theta0} if centred else {"z": (theta0 - mu) / sd})}
+
+
+def _rank_normalised(x: np.ndarray) -> np.ndarray:
+    """Normal scores of the ranks of all draws [chain, draw] (Vehtari et al. 2021, eq. 14)."""
+    ranks = np.argsort(np.argsort(x, axis=None), axis=None).reshape(x.shape) + 1.0
+    return np.asarray(ndtri((ranks - 0.375) / (x.size + 0.25)))
+
+
+def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-normalised split r-hat (the larger of bulk and folded) and bulk ESS of every component of
+    draws ``x`` [chain, draw, ...] (Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021; ArviZ's defaults)."""
+    flat = x.reshape(x.shape[:2] + (-1,))
+    r_hat, ess = np.empty(flat.shape[2]), np.empty(flat.shape[2])
+    for k in range(flat.shape[2]):
+        z = _rank_normalised(flat[:, :, k])
+        folded = _rank_normalised(np.abs(flat[:, :, k] - np.median(flat[:, :, k])))
+        r_hat[k] = max(split_gelman_rubin(z[..., None])[0], split_gelman_rubin(folded[..., None])[0]) \
+            if x.shape[0] > 1 else np.nan
+        half = z.shape[1] // 2  # split chains, as for r-hat
+        ess[k] = effective_sample_size(np.concatenate([z[:, :half], z[:, z.shape[1] - half:]])[..., None])[0]
+    return r_hat.reshape(x.shape[2:]), ess.reshape(x.shape[2:])
+
+
+def _diagnostics(samples, diverging) -> tuple[dict, list[str]]:
+    """Divergences per chain, worst rank-normalised r-hat and smallest bulk ESS of every sampled site."""
+    sites = [s for s in ("mu", "sd", "z", "theta", "sigma") if s in samples]
+    diag = {"divergences": int(diverging.sum()), "divergences_per_chain": diverging.sum(axis=1).tolist()}
+    for site in sites:
+        r_hat, ess = rank_diagnostics(samples[site])
+        diag[f"r_hat_max_{site}"] = float(np.nanmax(r_hat)) if np.isfinite(r_hat).any() else float("nan")
+        diag[f"ess_min_{site}"] = float(np.nanmin(ess))
+    diag["r_hat_max"] = float(np.nanmax([diag[f"r_hat_max_{s}"] for s in sites]))
+    diag["ess_min"] = float(min(diag[f"ess_min_{s}"] for s in sites))
+    notes = []
+    if diag["divergences"]:
+        notes.append(f"{diag['divergences']} divergent transition(s) after warm-up: the posterior may be biased; "
+                     "raise target_accept or reparametrise")
+    if diag["r_hat_max"] > RHAT_MAX:
+        notes.append(f"r_hat up to {diag['r_hat_max']:.3f} (> {RHAT_MAX}): chains disagree; run longer")
+    if diag["ess_min"] < ESS_MIN:
+        notes.append(f"bulk ESS down to {diag['ess_min']:.0f} (< {ESS_MIN}): intervals are imprecise; draw more")
+    diag["flags"] = notes
+    return diag, notes
