@@ -1,15 +1,18 @@
-"""Atomic output: a run writes into a temporary folder that replaces the target only when complete."""
+"""Atomic output (a run writes into a temporary folder that replaces the target only when complete) and
+the machine-stamped JSON records of benchmarks and validation runs."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
+import platform
 import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_output_dir", "write_json"]
+__all__ = ["atomic_output_dir", "write_json", "machine_record", "save_record"]
 
 
 @contextlib.contextmanager
@@ -40,3 +43,28 @@ def atomic_output_dir(out: str | os.PathLike):
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
+
+
+def machine_record() -> dict:
+    """Date, CPU model and core count, OS and JAX device: the header of every benchmark record."""
+    import jax
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    return {"date": dt.date.today().isoformat(), "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} "
+            f"{platform.release()}", "device": str(jax.devices()[0]), "jax": jax.__version__}
+
+
+def save_record(directory: str | os.PathLike, stem: str, record: dict) -> Path:
+    """Write ``record`` to ``directory/<stem>_<date>.json`` atomically and return the path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}_{record['date']}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_json(tmp, record)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return path

@@ -15,10 +15,6 @@ stated beside it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +26,7 @@ import scipy.optimize
 
 import atlas_jax as aj
 from atlas_jax.engine.robust import huber
+from atlas_jax.io import machine_record, save_record
 from atlas_jax.laws import get_law
 
 LAWS = ("chinchilla", "msl", "atlas_monolingual", "atlas_other", "atlas")
@@ -83,8 +80,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     runs = campaign_runs()
-    res = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "device": str(jax.devices()[0]), "rows": len(runs), "resamples": args.resamples, "laws": {}}
+    res = {**machine_record(), "rows": len(runs), "resamples": args.resamples, "laws": {}}
     total_atlas = total_scipy = 0.0
     for name in LAWS:
         law = get_law(name)
@@ -111,10 +107,7 @@ def main(argv=None):
     res["total"] = {"atlas_warm_s": total_atlas, "scipy_estimated_s": total_scipy, "ratio": total_scipy / total_atlas}
     print(f"all laws: atlas-jax {total_atlas:.1f} s warm, scipy {total_scipy:.0f} s (estimated from "
           f"{args.scipy_fits} starts and {args.scipy_fits} resamples per law and language): {total_scipy / total_atlas:.0f}x")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"campaign_{res['date']}.json"
-    path.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {path}")
+    save_record(args.out, "campaign", res)
 
 
 if __name__ == "__main__":

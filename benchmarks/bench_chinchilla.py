@@ -14,10 +14,6 @@ atlas-jax is timed cold (first call in the process, compilation included) and wa
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,15 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scipy_reference as ref  # noqa: E402
 
 import atlas_jax  # noqa: E402
-import jax  # noqa: E402
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from atlas_jax.io import machine_record, save_record  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -54,9 +42,7 @@ def main(argv=None):
 
     runs = atlas_jax.load_chinchilla()
     N, D, L = (runs.frame[c].to_numpy(float) for c in ("params", "tokens", "loss"))
-    res = {"machine": f"{_cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}",
-           "date": dt.date.today().isoformat(),
-           "device": str(jax.devices()[0]), "jax": jax.__version__}
+    res = machine_record()
 
     # 1. grid fit
     ours, cold = timed(atlas_jax.fit, "chinchilla", runs)
@@ -91,10 +77,7 @@ def main(argv=None):
           f"{g['atlas_cold_s']:.2f} s | {g['speedup_warm']:.0f}x | {g['speedup_cold']:.0f}x |")
     print(f"| bootstrap, {b['n_resamples']:,} resamples | {b['scipy_s']:.1f} s | {b['atlas_warm_s']:.3f} s | "
           f"- | {b['speedup_warm']:.0f}x | - |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"chinchilla_{res['date']}.json"
-    path.write_text(json.dumps(res, indent=2, default=float) + "\n")
-    print(f"\nwrote {path}")
+    save_record(args.out, "chinchilla", res)
     return res
 
 
