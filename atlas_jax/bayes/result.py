@@ -109,30 +109,38 @@ class Posterior:
         table.insert(0, "group", [self.groups[gi] for gi in g])
         return table.reset_index(drop=True)
 
-    def derived(self, flops=(1e21, 1e23, 1e25), level: float = 0.95) -> pd.DataFrame:
-        """Compute-optimal N*(C), D*(C) and tokens per parameter per draw, summarised per group and budget.
+    def derived(self, flops=(1e21, 1e23, 1e25), r_values=(2, 4), level: float = 0.95) -> pd.DataFrame:
+        """Planning quantities per draw, summarised per group: columns ``group, quantity, at, median, mean,
+        ci_low, ci_high`` (equal-tailed ``level``).
 
-        For laws with ``A B alpha beta`` (data not repeated, D_eff = D): N* = G (C/6)^(beta/(alpha+beta)),
-        G = (alpha A / (beta B))^(1/(alpha+beta)), D* = C / (6 N*) (Hoffmann et al. 2022, appendix D).
-        Columns ``group, quantity, flops, median, mean, ci_low, ci_high`` (equal-tailed ``level``).
+        For laws with ``A B alpha beta`` (data not repeated, D_eff = D), at every compute C in ``flops``:
+        N* = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)), D* = C / (6 N*) and
+        D*/N* (Hoffmann et al. 2022, appendix D). For laws with ``phi psi`` (curse), at every r in
+        ``r_values``: the compute-optimal multipliers of model, tokens and compute for r times the
+        languages (:func:`atlas_jax.analysis.expansion_multipliers`).
         """
-        missing = [n for n in ("A", "B", "alpha", "beta") if n not in self.public_names]
-        if missing:
-            raise ValueError(f"law {self.law!r} has no {missing}: compute-optimal sizes need A, B, alpha, beta")
-        col = {n: self.public[..., self.public_names.index(n)].reshape(-1, len(self.groups))
-               for n in ("A", "B", "alpha", "beta")}
-        tail = 50.0 * (1.0 - level)
-        rows = []
+        from ..analysis.curse import expansion_multipliers
+
+        names = self.public_names
+        if any(n not in names for n in ("A", "B", "alpha", "beta")):
+            raise ValueError(f"law {self.law!r} has no A, B, alpha, beta: no compute-optimal sizes to derive")
+        col = {n: self.public[..., names.index(n)].reshape(-1, len(self.groups)) for n in names}
+        a, b = col["alpha"], col["beta"]
+        values = []
         for c in np.atleast_1d(np.asarray(flops, float)):
-            a, b = col["alpha"], col["beta"]
             with np.errstate(all="ignore"):
                 n_opt = (a * col["A"] / (b * col["B"])) ** (1.0 / (a + b)) * (c / 6.0) ** (b / (a + b))
             d_opt = c / (6.0 * n_opt)
-            for quantity, values in (("N_opt", n_opt), ("D_opt", d_opt), ("tokens_per_param", d_opt / n_opt)):
-                for g, group in enumerate(self.groups):
-                    v = values[:, g]
-                    low, high = np.nanpercentile(v, [tail, 100.0 - tail])
-                    rows.append({"group": group, "quantity": quantity, "flops": float(c),
-                                 "median": float(np.nanmedian(v)), "mean": float(np.nanmean(v)),
-                                 "ci_low": float(low), "ci_high": float(high)})
+            values += [("N_opt", c, n_opt), ("D_opt", c, d_opt), ("tokens_per_param", c, d_opt / n_opt)]
+        if "phi" in names and "psi" in names:
+            for r in np.atleast_1d(np.asarray(r_values, float)):
+                m = expansion_multipliers(r, a, b, col["phi"], col["psi"])
+                values += [(f"{k}_multiplier", r, m[k]) for k in ("model", "data", "compute")]
+        tail = 50.0 * (1.0 - level)
+        rows = []
+        for quantity, at, v in values:
+            for g, group in enumerate(self.groups):
+                low, high = np.nanpercentile(v[:, g], [tail, 100.0 - tail])
+                rows.append({"group": group, "quantity": quantity, "at": float(at), "median": float(np.nanmedian(v[:, g])),
+                             "mean": float(np.nanmean(v[:, g])), "ci_low": float(low), "ci_high": float(high)})
         return pd.DataFrame(rows)
