@@ -32,7 +32,7 @@ def main(argv=None):
     by_param = table.groupby("param", sort=False)["covered"].mean()
     res = {**machine_record(), "datasets": args.datasets, "level": args.level, "draws": args.draws,
            "warmup": args.warmup, "chains": 2, "coverage": by_param.to_dict(), "coverage_all": float(table["covered"].mean()),
-           "target": [0.85, 0.95], "divergences": int(table.drop_duplicates("dataset")["divergences"].sum()),
+           "target": [0.85, 0.95], "divergences": int(table.drop_duplicates("batch")["divergences"].sum()),
            "r_hat_max": float(table["r_hat"].max()), "wall_s": time.perf_counter() - t}
     print(json.dumps(res, indent=1))
     save_record(args.out, "calibration", res)

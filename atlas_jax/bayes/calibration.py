@@ -3,24 +3,18 @@
 Each dataset draws true parameters around Chinchilla's (E ~ U(1.5, 2), A ~ logU(200, 800),
 B ~ logU(500, 3000), alpha ~ U(0.28, 0.42), beta ~ U(0.25, 0.40)), evaluates the law on 6 model sizes
 (1e7-3e9) x 6 token counts (1e9-3e11) and multiplies by log-normal noise; NUTS then samples the
-posterior of :mod:`atlas_jax.bayes.model` and the equal-tailed ``level`` interval of every parameter is
-checked against the truth. One compiled sampler serves every dataset (the data are arguments of the
-model), started at each dataset's point fit (all fitted in one batched call).
+posterior of :mod:`atlas_jax.bayes.model` (:func:`~atlas_jax.bayes.posterior`, the public entry point)
+and the equal-tailed ``level`` interval of every parameter is checked against the truth.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import warnings
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from numpyro.infer import MCMC, NUTS
 
-from ..engine.batch import fit
-from ..laws import get_law
-from .model import flat_data, law_model, prior_table
+from .sampler import posterior
 
 __all__ = ["synthetic_chinchilla", "interval_coverage"]
 
@@ -43,43 +37,34 @@ def synthetic_chinchilla(n_datasets: int, noise: float = 0.01, seed: int = 0) ->
 
 
 def interval_coverage(n_datasets: int = 200, level: float = 0.9, noise: float = 0.01, chains: int = 2,
-                      draws: int = 500, warmup: int = 500, seed: int = 0, progress: bool = False) -> pd.DataFrame:
-    """One row per dataset and parameter: ``dataset, param, truth, low, high, covered`` plus the dataset's
-    divergences and worst split r-hat (``numpyro.diagnostics``)."""
-    from numpyro.diagnostics import split_gelman_rubin
+                      draws: int = 500, warmup: int = 500, batch: int = 10, seed: int = 0,
+                      progress: bool = False) -> pd.DataFrame:
+    """One row per dataset and parameter: ``batch, dataset, param, truth, low, high, covered`` plus the
+    batch's divergences and worst r-hat.
 
-    law = get_law("chinchilla")
+    Datasets are sampled ``batch`` at a time as independent groups of one :func:`posterior` call (their
+    joint posterior factorises, so each group's marginal is its dataset's posterior).
+    """
     runs, truth = synthetic_chinchilla(n_datasets, noise, seed)
-    point = fit(law, runs, group_by="dataset")
-    prior = prior_table(law)
-    model = partial(law_model, law, n_groups=1)
-    kernel = NUTS(lambda features, group, log_y=None: model(features, group, loc=prior["loc"].to_numpy(),
-                                                            scale=prior["scale"].to_numpy(), log_y=log_y),
-                  dense_mass=True, target_accept_prob=0.9)
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized",
-                progress_bar=False, jit_model_args=True)
     tail = 50.0 * (1.0 - level)
     rows = []
-    iterator = range(n_datasets)
+    starts = range(0, n_datasets, batch)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="calibration", unit="dataset")
-    for i in iterator:
-        data = flat_data(law, runs[runs["dataset"] == f"d{i:04d}"].reset_index(drop=True), None)
-        theta0 = np.array([p.to_internal(v) for p, v in zip(law.params, point.estimate[i])])
-        init = {"theta": jnp.broadcast_to(jnp.asarray(theta0), (chains, 1, len(theta0))),
-                "sigma": jnp.full((chains, 1), np.log(noise))}  # unconstrained: log sigma
-        mcmc.run(jax.random.PRNGKey(seed + i), {k: jnp.asarray(v) for k, v in data.features.items()},
-                 jnp.asarray(data.group), log_y=jnp.asarray(data.log_y), init_params=init,
-                 extra_fields=("diverging",))
-        theta = np.asarray(mcmc.get_samples(group_by_chain=True)["theta"])[:, :, 0, :]
-        r_hat = float(np.max(split_gelman_rubin(theta)))
-        divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-        for j, p in enumerate(law.params):
-            values = p.to_public(theta[..., j]).ravel()
-            low, high = np.percentile(values, [tail, 100.0 - tail])
-            value = float(truth.loc[i, p.name])
-            rows.append({"dataset": i, "param": p.name, "truth": value, "low": float(low), "high": float(high),
-                         "covered": bool(low <= value <= high), "divergences": divergences, "r_hat": r_hat})
+        starts = tqdm(starts, desc="calibration", unit="batch")
+    for first in starts:
+        ids = [f"d{i:04d}" for i in range(first, min(first + batch, n_datasets))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            post = posterior("chinchilla", runs[runs["dataset"].isin(ids)], group_by="dataset", chains=chains,
+                             draws=draws, warmup=warmup, seed=seed + first)
+        for g, name in enumerate(post.groups):
+            i = int(name[1:])
+            for p in post.public_names:
+                low, high = np.percentile(post.draws(p, name), [tail, 100.0 - tail])
+                value = float(truth.loc[i, p])
+                rows.append({"batch": first // batch, "dataset": i, "param": p, "truth": value, "low": float(low), "high": float(high),
+                             "covered": bool(low <= value <= high), "divergences": post.diagnostics["divergences"],
+                             "r_hat": post.diagnostics["r_hat_max"]})
     return pd.DataFrame(rows)
