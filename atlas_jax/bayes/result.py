@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..engine.result import group_index
+
 __all__ = ["Posterior", "HDI_PROB"]
 
 
@@ -55,7 +57,7 @@ class Posterior:
 
     def draws(self, name: str, group: str | None = None) -> np.ndarray:
         """Flattened draws [chain * draw] of one public parameter (by law name, e.g. ``tau_1``, or group name)."""
-        g = self._group(group)
+        g = group_index(self.groups, group)
         names = self.names[g]
         j = names.index(name) if name in names else self.public_names.index(name)
         return self.public[:, :, g, j].reshape(-1)
@@ -65,15 +67,6 @@ class Posterior:
         tail = 50.0 * (1.0 - level)
         low, high = np.percentile(self.draws(name, group), [tail, 100.0 - tail])
         return float(low), float(high)
-
-    def _group(self, group):
-        if group is None:
-            if len(self.groups) != 1:
-                raise ValueError(f"several groups ({', '.join(self.groups)}): name one")
-            return 0
-        if group not in self.groups:
-            raise ValueError(f"unknown group {group!r}; groups: {', '.join(self.groups)}")
-        return self.groups.index(group)
 
     def to_inference_data(self):
         """ArviZ InferenceData: posterior (internal sites and public ``params``), sample_stats,

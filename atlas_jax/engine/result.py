@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["FitResult"]
+__all__ = ["FitResult", "group_index"]
+
+
+def group_index(groups: tuple[str, ...], group: str | None) -> int:
+    """Position of ``group`` in ``groups``; ``None`` names the only group."""
+    if group is None:
+        if len(groups) != 1:
+            raise ValueError(f"several groups were fitted ({', '.join(groups)}): name one")
+        return 0
+    if group not in groups:
+        raise ValueError(f"unknown group {group!r}; groups: {', '.join(groups)}")
+    return groups.index(group)
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,7 @@ class FitResult:
         return float(self.ci_low[g, j]), float(self.ci_high[g, j])
 
     def _group_index(self, group):
-        if group is None:
-            if len(self.groups) != 1:
-                raise ValueError(f"several groups were fitted ({', '.join(self.groups)}): name one")
-            return 0
-        if group not in self.groups:
-            raise ValueError(f"unknown group {group!r}; groups: {', '.join(self.groups)}")
-        return self.groups.index(group)
+        return group_index(self.groups, group)
 
     def to_frame(self) -> pd.DataFrame:
         """Long format: one row per group and parameter (``group, param, estimate[, ci_low, ci_high]``)."""
