@@ -27,6 +27,7 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
+from ..engine.batch import split_groups
 from ..laws.spec import Law
 
 __all__ = ["FlatData", "flat_data", "prior_table", "law_model", "NU", "SIGMA_SCALE"]
@@ -43,22 +44,17 @@ class FlatData(NamedTuple):
     features: dict[str, np.ndarray]
     group: np.ndarray
     log_y: np.ndarray
-    frames: list[pd.DataFrame]
 
 
 def flat_data(law: Law, frame: pd.DataFrame, group_by: str | None) -> FlatData:
     """Each group's features (``law.features`` of its rows) concatenated, with the group index of every run."""
-    if group_by is None:
-        groups, frames = ("all",), [frame.reset_index(drop=True)]
-    else:
-        keys = list(dict.fromkeys(frame[group_by]))
-        groups = tuple(str(k) for k in keys)
-        frames = [frame[frame[group_by] == k].reset_index(drop=True) for k in keys]
+    groups, rows = split_groups(frame, group_by)
+    frames = [frame.iloc[r].reset_index(drop=True) for r in rows]
     feats = [law.features(f) for f in frames]
     features = {k: np.concatenate([np.asarray(fe[k], float) for fe in feats]) for k in feats[0]}
     group = np.concatenate([np.full(len(f), g) for g, f in enumerate(frames)])
     log_y = np.concatenate([np.log(f["loss"].to_numpy(float)) for f in frames])
-    return FlatData(groups, tuple(law.names_for(f) for f in frames), features, group, log_y, frames)
+    return FlatData(groups, tuple(law.names_for(f) for f in frames), features, group, log_y)
 
 
 def prior_table(law: Law, priors: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:

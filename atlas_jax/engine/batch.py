@@ -35,7 +35,7 @@ from .constraints import Constraints
 from .result import FitResult
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "solve_batch"]
+__all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch"]
 
 ALL = "all"
 
@@ -56,6 +56,14 @@ class GroupedData(NamedTuple):
     frames: list[pd.DataFrame]
 
 
+def split_groups(frame: pd.DataFrame, group_by: str | None) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """Group names (in order of first appearance; ``all`` without ``group_by``) and each group's row positions."""
+    if group_by is None:
+        return (ALL,), [np.arange(len(frame))]
+    keys = list(dict.fromkeys(frame[group_by]))
+    return tuple(str(k) for k in keys), [np.flatnonzero((frame[group_by] == k).to_numpy()) for k in keys]
+
+
 def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.ndarray | None = None) -> GroupedData:
     """Split a validated frame into groups, build each group's features and pad them to one length.
 
@@ -65,12 +73,7 @@ def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.
     weights = np.ones(len(frame)) if weights is None else np.asarray(weights, float)
     if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"weights: expected {len(frame)} finite values >= 0, one per run")
-    if group_by is None:
-        groups, rows = (ALL,), [np.arange(len(frame))]
-    else:
-        keys = list(dict.fromkeys(frame[group_by]))
-        groups = tuple(str(k) for k in keys)
-        rows = [np.flatnonzero((frame[group_by] == k).to_numpy()) for k in keys]
+    groups, rows = split_groups(frame, group_by)
     frames = [frame.iloc[r].reset_index(drop=True) for r in rows]
     n_max = max(len(f) for f in frames)
     pad = lambda v, mode="edge": np.pad(np.asarray(v, float), (0, n_max - len(v)), mode=mode)
