@@ -1,8 +1,9 @@
 """NUTS over a law's NumPyro model (:mod:`atlas_jax.bayes.model`), initialised from the point fit.
 
-``posterior(law, runs, group_by=...)`` fits the law (multi-start, :func:`atlas_jax.fit`), starts every
-chain there, runs NUTS (Hoffman & Gelman 2014) with a dense mass matrix (the Chinchilla posterior is
-strongly correlated), and returns a :class:`~atlas_jax.bayes.result.Posterior` holding the draws,
+``posterior(law, runs, group_by=...)`` fits the law (multi-start, :func:`atlas_jax.fit`), finds the
+posterior mode from there by Newton and whitens the space with its Laplace approximation
+(:mod:`atlas_jax.bayes.laplace`), runs NUTS (Hoffman & Gelman 2014) on the whitened space with a diagonal
+mass matrix adapted on top, and returns a :class:`~atlas_jax.bayes.result.Posterior` holding the draws,
 per-run log-likelihoods and posterior-predictive draws, and diagnostics. Chains run in parallel over
 devices where there are at least as many devices as chains, vectorised on one device otherwise.
 """
@@ -17,15 +18,18 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.scipy.special import ndtri
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
+from numpyro.infer.util import initialize_model
 
 from ..data.runs import RunTable, validate_runs
 from ..engine.batch import fit, require_x64
 from ..laws import get_law
 from ..laws.spec import Law
-from .model import NU, SIGMA_SCALE, flat_data, law_model, prior_table
+from .laplace import laplace
+from .model import NU, SIGMA_SCALE, flat_data, group_information, hierarchy_start, law_model, prior_table
 from .result import Posterior
 
 __all__ = ["posterior", "rank_diagnostics", "RHAT_MAX", "ESS_MIN"]
@@ -40,7 +44,6 @@ def posterior(
     *,
     group_by: str | None = None,
     hierarchical: bool = False,
-    centred: bool = True,
     chains: int = 4,
     draws: int = 1000,
     warmup: int = 1000,
@@ -58,7 +61,6 @@ def posterior(
         runs: a run table (validated here if it is a DataFrame).
         group_by: column whose values get their own parameters (e.g. ``language``).
         hierarchical: partially pool every parameter across groups (normal hierarchy).
-        centred: centred (default) or non-centred form of the hierarchy (:mod:`atlas_jax.bayes.model`).
         chains, draws, warmup: NUTS chains, kept draws and warm-up iterations per chain.
         priors: ``{name: (loc, scale)}`` Normal priors on internal values, overriding the law's defaults.
         nu, sigma_scale: Student-t degrees of freedom and the half-normal scale of the noise sd.
@@ -86,19 +88,40 @@ def posterior(
 
     features = {k: jnp.asarray(v) for k, v in data.features.items()}
     group, log_y = jnp.asarray(data.group), jnp.asarray(data.log_y)
+    init, info = _init_values(law, theta0, features, data, hierarchical, prior["scale"].to_numpy(), nu)
     model = partial(law_model, law, features, group, G, prior["loc"].to_numpy(), prior["scale"].to_numpy(),
-                    hierarchical=hierarchical, centred=centred, nu=nu, sigma_scale=sigma_scale)
-    init = _init_values(law, theta0, features, data, hierarchical, centred, prior["scale"].to_numpy())
-    kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept, init_strategy=init_to_value(values=init))
+                    hierarchical=hierarchical, nu=nu, sigma_scale=sigma_scale, **info)
+    t0 = time.perf_counter()
+    setup = initialize_model(jax.random.PRNGKey(seed), model, model_kwargs={"log_y": log_y},
+                             init_strategy=init_to_value(values=init), validate_grad=False)
+    x0, unravel = ravel_pytree(setup.param_info.z)
+    potential = jax.jit(lambda x: setup.potential_fn(unravel(x)))
+    if not np.isfinite(potential(x0)):
+        raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
+                         "and the priors")
+    # hierarchical: the joint mode collapses the group scales (sd -> 0); take the mode given sd at its start
+    fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in setup.param_info.z.items()})[0] \
+        if hierarchical else None
+    approx = laplace(potential, x0, fixed=fixed)
+    mode, root = jnp.asarray(approx.mode), jnp.asarray(approx.scale)
+    timings["laplace_s"] = time.perf_counter() - t0
+    timings["newton_iterations"] = approx.iterations
+
+    kernel = NUTS(potential_fn=lambda z: potential(mode + root @ z), dense_mass=False,
+                  target_accept_prob=target_accept)
     parallel = jax.local_device_count() >= chains > 1
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method="parallel" if parallel else "vectorized", progress_bar=progress)
+    z0 = jax.random.normal(jax.random.PRNGKey(seed + 2), (chains, mode.shape[0]))  # dispersed starts
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(jax.random.PRNGKey(seed), log_y=log_y,
+        mcmc.run(jax.random.PRNGKey(seed), init_params=z0 if chains > 1 else z0[0],
                  extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
-    samples = jax.tree.map(np.asarray, mcmc.get_samples(group_by_chain=True))
+    z = mcmc.get_samples(group_by_chain=True)
+    constrain = jax.vmap(lambda zi: setup.postprocess_fn(unravel(mode + root @ zi)))
+    samples = jax.tree.map(lambda v: np.asarray(v).reshape(z.shape[:2] + v.shape[1:]),
+                           constrain(z.reshape(-1, z.shape[-1])))
     timings["sampling_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -108,9 +131,7 @@ def posterior(
     timings["predictive_s"] = time.perf_counter() - t0
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
 
-    theta = samples["theta"] if "theta" in samples else samples["mu"][:, :, None, :] + \
-        samples["sd"][:, :, None, :] * samples["z"]
-    public = np.stack([p.to_public(theta[..., j]) for j, p in enumerate(law.params)], axis=-1)
+    public = np.stack([p.to_public(samples["theta"][..., j]) for j, p in enumerate(law.params)], axis=-1)
     diag, notes = _diagnostics(samples, extra["diverging"])
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
@@ -120,24 +141,30 @@ def posterior(
         samples=samples, public=public, log_likelihood=loglik, predictive=replicated, sample_stats=extra,
         log_y=np.asarray(data.log_y), run_group=np.asarray(data.group), features=data.features,
         point=point.estimate, priors=prior, diagnostics=diag, warnings=tuple(list(table.warnings) + notes),
-        settings={"centred": centred, "chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "nu": nu,
+        settings={"chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "nu": nu,
                   "sigma_scale": sigma_scale, "target_accept": target_accept,
                   "chain_method": "parallel" if parallel else "vectorized", "device": str(jax.devices()[0])},
         timings=timings,
     )
 
 
-def _init_values(law, theta0, features, data, hierarchical, centred, scale) -> dict:
-    """Chains start at the point fit; sigma at each group's residual MAD (floored at 1e-4)."""
+def _init_values(law, theta0, features, data, hierarchical, scale, nu) -> tuple[dict, dict]:
+    """Start values (the point fit; sigma at each group's residual MAD, floored at 1e-4; the hierarchy's
+    ``mu`` and ``sd`` from :func:`hierarchy_start`) and, for a hierarchy, the groups' estimates and Fisher
+    information that whiten its coordinates (:mod:`atlas_jax.bayes.model`)."""
     pred = np.asarray(jax.vmap(law.log_loss)(jnp.asarray(theta0)[data.group], features))
     resid = data.log_y - pred
     sigma = np.array([max(1.4826 * np.median(np.abs(resid[data.group == g])), 1e-4)
                       for g in range(len(data.groups))])
     if not hierarchical:
-        return {"theta": theta0, "sigma": sigma}
-    mu = theta0.mean(axis=0)
-    sd = np.maximum(theta0.std(axis=0), 0.05 * scale)
-    return {"mu": mu, "sd": sd, "sigma": sigma, **({"theta": theta0} if centred else {"z": (theta0 - mu) / sd})}
+        return {"theta": theta0, "sigma": sigma}, {}
+    fisher = group_information(law, theta0, features, data.group, sigma, nu)
+    mu, sd = hierarchy_start(theta0, fisher, scale)
+    precision = fisher + np.diag(sd ** -2.0)
+    chol = np.linalg.cholesky(precision)
+    mean = np.linalg.solve(precision, ((fisher @ theta0[..., None])[..., 0] + mu / sd ** 2)[..., None])[..., 0]
+    u = (np.swapaxes(chol, -1, -2) @ (theta0 - mean)[..., None])[..., 0]
+    return {"mu": mu, "sd": sd, "sigma": sigma, "u": u}, {"estimate": theta0, "fisher": fisher}
 
 
 def _rank_normalised(x: np.ndarray) -> np.ndarray:
@@ -163,7 +190,7 @@ def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _diagnostics(samples, diverging) -> tuple[dict, list[str]]:
     """Divergences per chain, worst rank-normalised r-hat and smallest bulk ESS of every sampled site."""
-    sites = [s for s in ("mu", "sd", "z", "theta", "sigma") if s in samples]
+    sites = [s for s in ("mu", "sd", "theta", "sigma") if s in samples]
     diag = {"divergences": int(diverging.sum()), "divergences_per_chain": diverging.sum(axis=1).tolist()}
     for site in sites:
         r_hat, ess = rank_diagnostics(samples[site])

@@ -1,0 +1,71 @@
+"""Laplace approximation of a posterior, used to whiten NUTS's space before it adapts.
+
+For a potential U(x) = -log p(x | data) on unconstrained parameters x, damped Newton finds the mode
+m = argmin U and the Hessian H = grad^2 U(m); the Laplace approximation is x ~ Normal(m, H^-1). With
+H = V diag(w) V^T, the square root S = V diag(w^-1/2) gives H^-1 = S S^T, and x = m + S z maps a
+standard normal z onto it. NUTS then samples z, where the posterior is close to N(0, I).
+
+Why: NumPyro's (and Stan's) windowed mass-matrix adaptation shrinks the sample covariance towards
+1e-3 I. Scaling-law posteriors span five orders of magnitude in scale (sd 1e-4 for a transfer weight
+against 0.2 for log A), so the shrinkage alone leaves the adapted metric 5e4 times too wide in the
+narrowest direction, and NUTS runs at maximum tree depth (campaign language yo, ATLAS law: 836 leapfrog
+steps per draw adapted, 15 with the Laplace metric). In the whitened space the shrinkage is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Laplace", "laplace"]
+
+
+class Laplace(NamedTuple):
+    """Mode ``mode`` [d], square root ``scale`` [d, d] of the inverse Hessian, Newton ``iterations``,
+    ``converged`` (Newton decrement below tolerance) and ``clipped`` (non-positive Hessian eigenvalues,
+    replaced by their magnitude: the point is not a strict local mode)."""
+
+    mode: np.ndarray
+    scale: np.ndarray
+    iterations: int
+    converged: bool
+    clipped: int
+
+
+def laplace(potential: Callable, x0, *, fixed=None, max_iter: int = 200, tol: float = 1e-9) -> Laplace:
+    """Damped Newton on ``potential`` from ``x0``, holding the coordinates where the boolean mask ``fixed``
+    is true at their ``x0`` values (a conditional mode); the returned scale is that of the full Hessian there.
+
+    Eigenvalues of the Hessian are replaced by their magnitude (floored at 1e-10 of the largest) so each step
+    descends, and the damping grows until the step lowers the potential."""
+    x0 = jnp.asarray(x0, dtype=jnp.float64)
+    free = np.flatnonzero(~np.asarray(fixed, bool)) if fixed is not None else np.arange(x0.shape[0])
+    full = lambda xf: x0.at[free].set(xf)
+    value_grad = jax.jit(jax.value_and_grad(potential))
+    hessian = jax.jit(jax.hessian(potential))
+    x = x0
+    f, g = value_grad(x)
+    damping, converged, it = 0.0, False, 0
+    for it in range(1, max_iter + 1):
+        w, v = np.linalg.eigh(np.asarray(hessian(x))[np.ix_(free, free)])
+        w = np.maximum(np.abs(w), 1e-10 * np.abs(w).max())
+        gv = v.T @ np.asarray(g)[free]
+        if float(gv @ (gv / w)) < tol:  # squared Newton decrement: predicted decrease x 2
+            converged = True
+            break
+        while damping < 1e12:
+            step = x.at[free].add(-(v @ (gv / (w + damping))))
+            f_new, g_new = value_grad(step)
+            if np.isfinite(f_new) and f_new <= f:
+                x, f, g, damping = step, f_new, g_new, damping * 0.1
+                break
+            damping = max(10.0 * damping, 1e-6 * w.max())
+        else:
+            break
+    w, v = np.linalg.eigh(np.asarray(hessian(x)))
+    clipped = int((w <= 0).sum())
+    w = np.maximum(np.abs(w), 1e-10 * np.abs(w).max())
+    return Laplace(np.asarray(x), v / np.sqrt(w), it, converged, clipped)
