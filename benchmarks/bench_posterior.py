@@ -4,7 +4,7 @@ Target (issue 4): 4 chains x 1,000 draws (1,000 warm-up), r_hat <= 1.01, no dive
 on the 2-core CPU. Prints wall time (point fit, sampling, predictive), diagnostics and bulk ESS per
 second, and writes ``results/posterior_<date>.json``.
 
-    python benchmarks/bench_posterior.py [--law atlas] [--chains 4] [--draws 1000] [--warmup 1000] [--target-accept 0.9]
+    python benchmarks/bench_posterior.py [--law atlas] [--chains 4] [--draws 1000] [--warmup 1000] [--target-accept 0.95]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main(argv=None):
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=1000)
-    ap.add_argument("--target-accept", type=float, default=0.9)
+    ap.add_argument("--target-accept", type=float, default=0.95)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
     frame = aj.load_campaign()[0].frame

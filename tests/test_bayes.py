@@ -278,3 +278,13 @@ def test_chains_run_in_parallel_over_devices():
     devices, method, alpha = json.loads(out.stdout.strip().splitlines()[-1])
     assert devices == 2 and method == "parallel"
     assert alpha == pytest.approx(0.34, abs=0.03)  # the synthetic truth
+
+
+def test_student_t_draws_match_scipy():
+    """Posterior-predictive noise: the normal-ratio sampler (integer nu) and the gamma one (other nu)."""
+    import jax
+    from scipy import stats
+    from atlas_jax.bayes.sampler import _student_t
+    for nu in (4.0, 3.5):
+        x = np.asarray(_student_t(jax.random.PRNGKey(1), nu, (100_000,)))
+        assert stats.kstest(x, stats.t(nu).cdf).pvalue > 0.01, nu

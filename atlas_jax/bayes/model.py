@@ -39,7 +39,7 @@ import pandas as pd
 from ..engine.batch import split_groups
 from ..laws.spec import Law
 
-__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
+__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
 
 NU = 4.0           # Student-t degrees of freedom of the likelihood
 SIGMA_SCALE = 0.05  # half-normal scale of the noise sd on log loss (5 %)
@@ -111,9 +111,13 @@ def law_model(law: Law, features, group, n_groups: int, loc, scale, log_y=None, 
             theta = numpyro.sample("theta", dist.Normal(loc, scale).to_event(1))
     with numpyro.plate("groups", n_groups):
         sigma = numpyro.sample("sigma", dist.HalfNormal(sigma_scale))
-    pred = jax.vmap(law.log_loss)(theta[group], features)
     with numpyro.plate("runs", group.shape[0]):
-        numpyro.sample("log_loss", dist.StudentT(nu, pred, sigma[group]), obs=log_y)
+        numpyro.sample("log_loss", likelihood(law, theta, sigma, features, group, nu), obs=log_y)
+
+
+def likelihood(law: Law, theta, sigma, features, group, nu: float = NU) -> dist.StudentT:
+    """Distribution of every run's log loss given the groups' ``theta`` [G, P] and noise ``sigma`` [G]."""
+    return dist.StudentT(nu, jax.vmap(law.log_loss)(theta[group], features), sigma[group])
 
 
 def group_information(law: Law, theta, features, group, sigma, nu: float = NU) -> np.ndarray:
