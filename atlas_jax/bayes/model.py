@@ -39,7 +39,7 @@ import pandas as pd
 from ..engine.batch import split_groups
 from ..laws.spec import Law
 
-__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
+__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_conditional", "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
 
 NU = 4.0           # Student-t degrees of freedom of the likelihood
 SIGMA_SCALE = 0.05  # half-normal scale of the noise sd on log loss (5 %)
@@ -98,8 +98,7 @@ def law_model(law: Law, features, group, n_groups: int, loc, scale, log_y=None, 
         sd = numpyro.sample("sd", dist.HalfNormal(scale / 2.0).to_event(1))
         fisher = jnp.zeros((n_groups, P, P)) if fisher is None else jnp.asarray(fisher)
         estimate = jnp.zeros((n_groups, P)) if estimate is None else jnp.asarray(estimate)
-        chol = jnp.linalg.cholesky(fisher + jnp.diag(sd ** -2.0))                       # P_g = L_g L_g^T
-        mean = jax.scipy.linalg.cho_solve((chol, True), fisher @ estimate[..., None] + (mu / sd ** 2)[:, None])[..., 0]
+        chol, mean = group_conditional(fisher, estimate, mu, sd)
         with numpyro.plate("groups", n_groups):
             u = numpyro.sample("u", dist.ImproperUniform(dist.constraints.real, (), (P,)))
             theta = mean + jax.scipy.linalg.solve_triangular(chol, u[..., None], lower=True, trans=1)[..., 0]
@@ -118,6 +117,14 @@ def law_model(law: Law, features, group, n_groups: int, loc, scale, log_y=None, 
 def likelihood(law: Law, theta, sigma, features, group, nu: float = NU) -> dist.StudentT:
     """Distribution of every run's log loss given the groups' ``theta`` [G, P] and noise ``sigma`` [G]."""
     return dist.StudentT(nu, jax.vmap(law.log_loss)(theta[group], features), sigma[group])
+
+
+def group_conditional(fisher, estimate, mu, sd):
+    """Cholesky factor L_g [G, P, P] of P_g = F_g + diag(sd^-2) and the conditional mean m_g [G, P] of the
+    groups' parameters given the hierarchy's ``mu`` and ``sd`` (module doc)."""
+    chol = jnp.linalg.cholesky(fisher + jnp.diag(sd ** -2.0))
+    mean = jax.scipy.linalg.cho_solve((chol, True), fisher @ estimate[..., None] + (mu / sd ** 2)[:, None])
+    return chol, mean[..., 0]
 
 
 def group_information(law: Law, theta, features, group, sigma, nu: float = NU) -> np.ndarray:

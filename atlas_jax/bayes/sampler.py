@@ -29,7 +29,8 @@ from ..engine.batch import fit, require_x64
 from ..laws import get_law
 from ..laws.spec import Law
 from .laplace import laplace
-from .model import NU, SIGMA_SCALE, flat_data, group_information, hierarchy_start, law_model, likelihood, prior_table
+from .model import (NU, SIGMA_SCALE, flat_data, group_conditional, group_information, hierarchy_start, law_model,
+                    likelihood, prior_table)
 from .result import Posterior
 
 __all__ = ["posterior", "rank_diagnostics", "RHAT_MAX", "ESS_MIN"]
@@ -106,7 +107,6 @@ def posterior(
     approx = laplace(potential, x0, fixed=fixed)
     mode, root = jnp.asarray(approx.mode), jnp.asarray(approx.scale)
     timings["laplace_s"] = time.perf_counter() - t0
-    timings["newton_iterations"] = approx.iterations
 
     kernel = NUTS(potential_fn=lambda z: potential(mode + root @ z), dense_mass=False,
                   target_accept_prob=target_accept)
@@ -132,6 +132,7 @@ def posterior(
 
     public = np.stack([p.to_public(samples["theta"][..., j]) for j, p in enumerate(law.params)], axis=-1)
     diag, notes = _diagnostics(samples, extra["diverging"])
+    diag["laplace"] = {"iterations": approx.iterations, "converged": approx.converged, "clipped": approx.clipped}
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     return Posterior(
@@ -179,10 +180,8 @@ def _init_values(law, theta0, features, data, hierarchical, scale, nu) -> tuple[
         return {"theta": theta0, "sigma": sigma}, {}
     fisher = group_information(law, theta0, features, data.group, sigma, nu)
     mu, sd = hierarchy_start(theta0, fisher, scale)
-    precision = fisher + np.diag(sd ** -2.0)
-    chol = np.linalg.cholesky(precision)
-    mean = np.linalg.solve(precision, ((fisher @ theta0[..., None])[..., 0] + mu / sd ** 2)[..., None])[..., 0]
-    u = (np.swapaxes(chol, -1, -2) @ (theta0 - mean)[..., None])[..., 0]
+    chol, mean = map(np.asarray, group_conditional(fisher, theta0, mu, sd))
+    u = (np.swapaxes(chol, -1, -2) @ (theta0 - mean)[..., None])[..., 0]        # theta0 = m + L^-T u
     return {"mu": mu, "sd": sd, "sigma": sigma, "u": u}, {"estimate": theta0, "fisher": fisher}
 
 
