@@ -4,7 +4,8 @@ Target (issue 4): 4 chains x 1,000 draws (1,000 warm-up), r_hat <= 1.01, no dive
 on the 2-core CPU. Prints wall time (point fit, sampling, predictive), diagnostics and bulk ESS per
 second, and writes ``results/posterior_<date>.json``.
 
-    python benchmarks/bench_posterior.py [--law atlas] [--chains 4] [--draws 1000] [--warmup 1000] [--target-accept 0.95]
+    python benchmarks/bench_posterior.py [--law atlas] [--chains 4] [--draws 1000] [--warmup 1000]
+        [--target-accept 0.95]
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ import pandas as pd
 from ..engine.batch import split_groups
 from ..laws.spec import Law
 
-__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_conditional", "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
+__all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_conditional",
+           "group_information", "hierarchy_start", "NU", "SIGMA_SCALE"]
 
 NU = 4.0           # Student-t degrees of freedom of the likelihood
 SIGMA_SCALE = 0.05  # half-normal scale of the noise sd on log loss (5 %)
