@@ -1,12 +1,17 @@
 """atlas-jax: batched, jit-compiled scaling-law fitting with bootstrap intervals and NumPyro posteriors.
 
 Importing the package switches JAX to float64: the Chinchilla problem's Hessian
-has condition number ~1e11, so fits need double precision.
+has condition number ~1e11, so fits need double precision. If JAX has not started yet, it also makes
+every CPU core a JAX device and turns XLA's Eigen thread pool off (:mod:`atlas_jax.devices`).
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+from .devices import configure_cpu  # noqa: E402
+
+configure_cpu()
 
 from .data import RunTable, load_runs, validate_runs  # noqa: E402
 from .datasets import load_campaign, load_chinchilla, load_datablations  # noqa: E402

@@ -45,6 +45,7 @@ def main(argv=None):
     d = post.diagnostics
     res = {**machine_record(), "law": args.law, "languages": list(post.groups), "rows": len(runs),
            "chains": args.chains, "draws": args.draws, "warmup": args.warmup, "target_accept": args.target_accept,
+           "chain_method": post.settings["chain_method"],
            "wall_s": wall, "timings": post.timings, "divergences": d["divergences"], "r_hat_max": d["r_hat_max"],
            "ess_min": d["ess_min"], "ess_min_per_s": d["ess_min"] / post.timings["sampling_s"],
            "target": {"wall_s": 60.0, "r_hat_max": 1.01, "divergences": 0},

@@ -79,8 +79,8 @@ class Posterior:
                   "run": np.arange(len(self.log_y))}
         posterior = {"params": self.public, "sigma": self.samples["sigma"]}
         dims = {"params": [gdim, "param"], "sigma": [gdim], "log_loss": ["run"]}
-        for site, site_dims in (("mu", ["internal"]), ("sd", ["internal"]), ("u", [gdim, "internal"]),
-                                ("theta", [gdim, "internal"])):
+        for site, site_dims in (("mu", ["internal"]), ("sd", ["internal"]), ("w", ["internal"]),
+                                ("u", [gdim, "internal"]), ("theta", [gdim, "internal"])):
             if site in self.samples:
                 posterior[site], dims[site] = self.samples[site], site_dims
         stats = {"diverging": self.sample_stats["diverging"], "energy": self.sample_stats["energy"],

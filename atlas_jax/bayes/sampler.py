@@ -4,8 +4,8 @@
 posterior mode from there by Newton and whitens the space with its Laplace approximation
 (:mod:`atlas_jax.bayes.laplace`), runs NUTS (Hoffman & Gelman 2014) on the whitened space with a diagonal
 mass matrix adapted on top, and returns a :class:`~atlas_jax.bayes.result.Posterior` holding the draws,
-per-run log-likelihoods and posterior-predictive draws, and diagnostics. Chains run in parallel over
-devices where there are at least as many devices as chains, vectorised on one device otherwise.
+per-run log-likelihoods and posterior-predictive draws, and diagnostics. Chains run in blocks, one block
+per device (every CPU core is one, :mod:`atlas_jax.devices`), vectorised within a block.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import ndtri
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from numpyro.infer import MCMC, NUTS, init_to_value
-from numpyro.infer.util import initialize_model
+from numpyro.infer import MCMC, NUTS
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from ..data.runs import RunTable, validate_runs
 from ..engine.batch import fit, require_x64
 from ..laws import get_law
 from ..laws.spec import Law
 from .laplace import laplace
-from .model import (NU, SIGMA_SCALE, flat_data, group_conditional, group_information, hierarchy_start, law_model,
-                    likelihood, prior_table)
+from .model import (NU, SIGMA_SCALE, flat_data, group_conditional, group_information, group_variance,
+                    hierarchy_start, law_model, likelihood, pooled_mean, prior_table)
 from .result import Posterior
 
 __all__ = ["posterior", "rank_diagnostics", "RHAT_MAX", "ESS_MIN"]
@@ -90,19 +90,19 @@ def posterior(
 
     features = {k: jnp.asarray(v) for k, v in data.features.items()}
     group, log_y = jnp.asarray(data.group), jnp.asarray(data.log_y)
-    init, info = _init_values(law, theta0, features, data, hierarchical, prior["scale"].to_numpy(), nu)
+    init, info = _init_values(law, theta0, features, data, hierarchical, prior["loc"].to_numpy(),
+                              prior["scale"].to_numpy(), nu)
     model = partial(law_model, law, features, group, G, prior["loc"].to_numpy(), prior["scale"].to_numpy(),
                     hierarchical=hierarchical, nu=nu, sigma_scale=sigma_scale, **info)
     t0 = time.perf_counter()
-    setup = initialize_model(jax.random.PRNGKey(seed), model, model_kwargs={"log_y": log_y},
-                             init_strategy=init_to_value(values=init), validate_grad=False)
-    x0, unravel = ravel_pytree(setup.param_info.z)
-    potential = jax.jit(lambda x: setup.potential_fn(unravel(x)))
+    kwargs = {"log_y": log_y}
+    x0, unravel = ravel_pytree(jax.jit(lambda v: unconstrain_fn(model, (), kwargs, v))(init))
+    potential = jax.jit(lambda x: potential_energy(model, (), kwargs, unravel(x)))
     if not np.isfinite(potential(x0)):
         raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
                          "and the priors")
     # hierarchical: the joint mode collapses the group scales (sd -> 0); take the mode given sd at its start
-    fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in setup.param_info.z.items()})[0] \
+    fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in init.items()})[0] \
         if hierarchical else None
     approx = laplace(potential, x0, fixed=fixed)
     mode, root = jnp.asarray(approx.mode), jnp.asarray(approx.scale)
@@ -110,17 +110,16 @@ def posterior(
 
     kernel = NUTS(potential_fn=lambda z: potential(mode + root @ z), dense_mass=False,
                   target_accept_prob=target_accept)
-    parallel = jax.local_device_count() >= chains > 1
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method="parallel" if parallel else "vectorized", progress_bar=progress)
+    method, method_label = _chain_method(chains)
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
+                progress_bar=progress)
     z0 = jax.random.normal(jax.random.PRNGKey(seed + 2), (chains, mode.shape[0]))  # dispersed starts
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(jax.random.PRNGKey(seed), init_params=z0 if chains > 1 else z0[0],
-                 extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
+    mcmc.run(jax.random.PRNGKey(seed), init_params=z0 if chains > 1 else z0[0],
+             extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
     z = mcmc.get_samples(group_by_chain=True)
-    constrain = jax.vmap(lambda zi: setup.postprocess_fn(unravel(mode + root @ zi)))
+    constrain = jax.jit(jax.vmap(lambda zi: constrain_fn(model, (), kwargs, unravel(mode + root @ zi),
+                                                         return_deterministic=True)))
     samples = jax.tree.map(lambda v: np.asarray(v).reshape(z.shape[:2] + v.shape[1:]),
                            constrain(z.reshape(-1, z.shape[-1])))
     timings["sampling_s"] = time.perf_counter() - t0
@@ -143,9 +142,26 @@ def posterior(
         point=point.estimate, priors=prior, diagnostics=diag, warnings=tuple(list(table.warnings) + notes),
         settings={"chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "nu": nu,
                   "sigma_scale": sigma_scale, "target_accept": target_accept,
-                  "chain_method": "parallel" if parallel else "vectorized", "device": str(jax.devices()[0])},
+                  "chain_method": method_label, "device": str(jax.devices()[0])},
         timings=timings,
     )
+
+
+def _chain_method(chains: int):
+    """NumPyro's ``chain_method``: chains split into equal blocks over as many local devices as divide them,
+    pmapped over the blocks and vectorised within each (``vectorized`` on one device); and its label."""
+    n = max(d for d in range(1, min(chains, jax.local_device_count()) + 1) if chains % d == 0)
+    if n == 1:
+        return "vectorized", "vectorized"
+
+    def method(one_chain):
+        run = jax.pmap(jax.vmap(one_chain), devices=jax.local_devices()[:n])
+
+        def blocks(args):
+            out = jax.device_get(run(jax.tree.map(lambda x: np.reshape(x, (n, -1) + x.shape[1:]), args)))
+            return jax.tree.map(lambda x: jnp.asarray(x.reshape((-1,) + x.shape[2:])), out)
+        return blocks
+    return method, f"{n} devices x {chains // n} vectorized"
 
 
 def _pointwise(law, theta, sigma, features, group, log_y, nu, seed) -> tuple[np.ndarray, np.ndarray]:
@@ -168,11 +184,11 @@ def _student_t(key, nu: float, shape) -> jax.Array:
     return jax.random.t(key, nu, shape)
 
 
-def _init_values(law, theta0, features, data, hierarchical, scale, nu) -> tuple[dict, dict]:
+def _init_values(law, theta0, features, data, hierarchical, loc, scale, nu) -> tuple[dict, dict]:
     """Start values (the point fit; sigma at each group's residual MAD, floored at 1e-4; the hierarchy's
-    ``mu`` and ``sd`` from :func:`hierarchy_start`) and, for a hierarchy, the groups' estimates and Fisher
-    information that whiten its coordinates (:mod:`atlas_jax.bayes.model`)."""
-    pred = np.asarray(jax.vmap(law.log_loss)(jnp.asarray(theta0)[data.group], features))
+    ``mu`` and ``sd`` from :func:`hierarchy_start`, as the whitened ``w`` and ``u``) and, for a hierarchy,
+    the groups' estimates and Fisher information that whiten its coordinates (:mod:`atlas_jax.bayes.model`)."""
+    pred = np.asarray(jax.jit(jax.vmap(law.log_loss))(jnp.asarray(theta0)[data.group], features))
     resid = data.log_y - pred
     sigma = np.array([max(1.4826 * np.median(np.abs(resid[data.group == g])), 1e-4)
                       for g in range(len(data.groups))])
@@ -180,9 +196,10 @@ def _init_values(law, theta0, features, data, hierarchical, scale, nu) -> tuple[
         return {"theta": theta0, "sigma": sigma}, {}
     fisher = group_information(law, theta0, features, data.group, sigma, nu)
     mu, sd = hierarchy_start(theta0, fisher, scale)
-    chol, mean = map(np.asarray, group_conditional(fisher, theta0, mu, sd))
+    chol, mean = map(np.asarray, jax.jit(group_conditional)(fisher, theta0, mu, sd))
     u = (np.swapaxes(chol, -1, -2) @ (theta0 - mean)[..., None])[..., 0]        # theta0 = m + L^-T u
-    return {"mu": mu, "sd": sd, "sigma": sigma, "u": u}, {"estimate": theta0, "fisher": fisher}
+    centre, spread = pooled_mean(theta0, group_variance(fisher, scale), loc, scale, sd)
+    return {"w": (mu - centre) / spread, "sd": sd, "sigma": sigma, "u": u}, {"estimate": theta0, "fisher": fisher}
 
 
 def _rank_normalised(x: np.ndarray) -> np.ndarray:
