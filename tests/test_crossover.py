@@ -269,3 +269,27 @@ def test_fit_crossovers_no_crossing_verdict():
     table = fit_crossovers(frame, bootstrap=0)
     assert table["crossover_tokens"].isna().all()
     assert (table["verdict"] == "finetune throughout [1e+06, 1e+15] tokens").all()
+
+
+# --------------------------------------------------------------------------- posterior_crossovers
+
+
+def test_posterior_crossovers_cover_truth():
+    """D* per posterior draw of the two curves (NUTS, 2 x 500 draws per regime) covers the true crossovers."""
+    import atlas_jax as aj
+    from atlas_jax.analysis import posterior_crossovers
+    from atlas_jax.laws.curve import FINETUNE_CURVE, SCRATCH_CURVE
+
+    frame = curves_frame(noise=0.005, seed=0)
+    posts = [aj.posterior(law, frame.loc[frame["regime"] == regime, ["language", "tokens", "loss"]],
+                          group_by="language", chains=2, draws=500, warmup=500, seed=1)
+             for regime, law in (("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE))]
+    table = posterior_crossovers(*posts).set_index("language")
+    for lang, t in TRUTH.items():
+        row = table.loc[lang]
+        assert row["ci_low"] < t["D_star"] < row["ci_high"], (lang, row["ci_low"], row["ci_high"])
+        assert row["median"] == pytest.approx(t["D_star"], rel=0.25)
+        assert row["no_crossing"] == 0.0 and row["finetune_first"] == 1.0
+        assert row["draws"].shape == (1000,) and row["verdict"].startswith("finetune below")
+    with pytest.raises(ValueError, match="expected a posterior of 'scratch_curve'"):
+        posterior_crossovers(posts[1], posts[1])

@@ -7,6 +7,7 @@ from .crossover import (
     crossover_tokens,
     fit_crossover_compute,
     fit_crossovers,
+    posterior_crossovers,
 )
 from .planner import Plan, plan
 from .curse import expansion_multipliers, fit_curse_joint, iso_loss_frontier, loss_share, multipliers_with_intervals
@@ -41,6 +42,7 @@ __all__ = [
     "fit_curse_joint",
     "crossover_tokens",
     "fit_crossovers",
+    "posterior_crossovers",
     "fit_crossover_compute",
     "crossover_at",
     "crossover_check_published",

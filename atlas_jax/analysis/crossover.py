@@ -12,7 +12,7 @@ with D the tokens of the curve. The checkpoint gives a head start (D0) but usual
 above it. The paper reports D* for 2B models between 144B (EN) and 283B (ZH) tokens, and a fit of the
 crossover compute C* = 6 N D* = k N^gamma printed three inconsistent ways (see
 :func:`crossover_check_published`). It gives no intervals; here every crossover and (k, gamma) carries a
-bootstrap interval.
+bootstrap interval, and :func:`posterior_crossovers` gives D* per posterior draw.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "PUBLISHED_COMPUTE_FITS",
     "crossover_tokens",
     "fit_crossovers",
+    "posterior_crossovers",
     "fit_crossover_compute",
     "crossover_at",
     "crossover_check_published",
@@ -96,6 +97,54 @@ def crossover_tokens(scratch_params, finetune_params, lo: float = 1e6, hi: float
             left = np.sign(g_mid) == np.sign(g_a)  # the root lies right of mid
             a, g_a, b = np.where(left, mid, a), np.where(left, g_mid, g_a), np.where(left, b, mid)
     return np.where(crosses, np.exp(0.5 * (a + b)), np.nan)
+
+
+def _crossover_draws(scratch, finetune, lo, hi, level) -> tuple[np.ndarray, dict]:
+    """D* of paired parameter draws [n, 3] and [n, 4] (NaN rows: left out), a draw without a crossing in
+    [lo, hi] censored to +inf (finetuning wins throughout) or 0 (pretraining does); and its summary: median,
+    equal-tailed ``level`` interval (inverted-CDF, so censored draws need no interpolation), the share of
+    draws without a crossing and of draws where finetuning is better at ``lo``."""
+    d = crossover_tokens(scratch, finetune, lo, hi)
+    valid = np.isfinite(scratch).all(-1) & np.isfinite(finetune).all(-1)
+    censored = valid & np.isnan(d)
+    finetune_first = _gap(lo, _unpack(scratch, _SCRATCH_NAMES), _unpack(finetune, _FINETUNE_NAMES)) > 0
+    d = np.where(censored, np.where(finetune_first, np.inf, 0.0), d)
+    tail = round(50.0 * (1.0 - level), 12)  # 2.5, not 2.5000000000000022: ranks are exact here
+    low, median, high = np.nanpercentile(d, [tail, 50.0, 100.0 - tail], method="inverted_cdf")
+    n = max(valid.sum(), 1)
+    return d, {"median": median, "ci_low": low, "ci_high": high, "no_crossing": censored.sum() / n,
+               "finetune_first": (valid & finetune_first).sum() / n}
+
+
+def posterior_crossovers(scratch, finetune, lo: float = 1e6, hi: float = 1e15, level: float = 0.95) -> pd.DataFrame:
+    """Crossover tokens D* per posterior draw, for every group of two posteriors (:func:`atlas_jax.posterior`)
+    of :data:`SCRATCH_CURVE` and :data:`FINETUNE_CURVE` fitted with the same ``group_by`` (e.g. language).
+
+    Draw k of the scratch posterior is paired with draw k of the finetune one (chains flattened; the two
+    curves are independent experiments, so pairs are draws of the joint posterior). Returns one row per
+    group: ``median``, ``ci_low``, ``ci_high`` (equal-tailed ``level``; censored draws as in
+    :func:`fit_crossovers`), ``no_crossing`` and ``finetune_first`` (shares of draws), ``verdict`` and the
+    draws themselves (``draws``).
+    """
+    for post, law in ((scratch, SCRATCH_CURVE), (finetune, FINETUNE_CURVE)):
+        if tuple(post.public_names) != law.names:
+            raise ValueError(f"expected a posterior of {law.name!r} ({', '.join(law.names)}), got law "
+                             f"{post.law!r} ({', '.join(post.public_names)})")
+    missing = [g for g in scratch.groups if g not in finetune.groups]
+    if missing:
+        raise ValueError(f"group(s) {missing} of the scratch posterior are not in the finetune posterior "
+                         f"(groups {list(finetune.groups)}); fit both with the same group_by")
+    flat = {id(p): p.public.reshape((-1,) + p.public.shape[2:]) for p in (scratch, finetune)}
+    n = min(len(flat[id(scratch)]), len(flat[id(finetune)]))
+    rows = []
+    for g, group in enumerate(scratch.groups):
+        d, summary = _crossover_draws(flat[id(scratch)][:n, g], flat[id(finetune)][:n, finetune.groups.index(group)],
+                                      lo, hi, level)
+        rows.append({scratch.group_by: group, **summary,
+                     "verdict": _verdict(summary["median"] if 0 < summary["median"] < np.inf else np.nan,
+                                         summary["finetune_first"] >= 0.5, lo, hi),
+                     "draws": d})
+    return pd.DataFrame(rows)
 
 
 def _verdict(d_star: float, finetune_first: bool, lo: float, hi: float) -> str:
@@ -172,15 +221,8 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
             row["params"] = float(first["params"])
         row["crossover_tokens"] = d_star
         if bootstrap:
-            ds, df = draws("pretrain", s), draws("finetune", f)
-            d = crossover_tokens(ds, df, lo, hi)
-            valid = np.isfinite(ds).all(-1) & np.isfinite(df).all(-1)
-            censored = valid & np.isnan(d)
-            finetune_wins = _gap(lo, _unpack(ds, _SCRATCH_NAMES), _unpack(df, _FINETUNE_NAMES)) > 0
-            d = np.where(censored, np.where(finetune_wins, np.inf, 0.0), d)
-            tail = round(50.0 * (1.0 - level), 12)  # 2.5, not 2.5000000000000022: ranks are exact here
-            row["ci_low"], row["ci_high"] = np.nanpercentile(d, [tail, 100.0 - tail], method="inverted_cdf")
-            row["no_crossing"] = censored.sum() / max(valid.sum(), 1)
+            d, summary = _crossover_draws(draws("pretrain", s), draws("finetune", f), lo, hi, level)
+            row.update({k: summary[k] for k in ("ci_low", "ci_high", "no_crossing")})
         else:
             row["ci_low"] = row["ci_high"] = row["no_crossing"] = np.nan
             d = None

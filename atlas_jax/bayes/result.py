@@ -110,7 +110,8 @@ class Posterior:
         N* = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)), D* = C / (6 N*) and
         D*/N* (Hoffmann et al. 2022, appendix D). For laws with ``phi psi`` (curse), at every r in
         ``r_values``: the compute-optimal multipliers of model, tokens and compute for r times the
-        languages (:func:`atlas_jax.analysis.expansion_multipliers`).
+        languages (:func:`atlas_jax.analysis.expansion_multipliers`). Crossover tokens per draw come from
+        two curve posteriors: :func:`atlas_jax.analysis.posterior_crossovers`.
         """
         from ..analysis.curse import expansion_multipliers
 
