@@ -275,7 +275,8 @@ def test_curse_posterior_derives_language_multipliers():
 
 
 def test_chain_blocks_over_devices_match_one_device():
-    """4 chains on 2 CPU devices (2 vectorised per device) give the same draws as 4 on one device."""
+    """4 chains on 2 CPU devices (2 vectorised per device) give the same draws as 4 on one device (to the
+    last bits of the point fit they start from, which is split over the devices as well)."""
     import os
     import subprocess
     import sys
@@ -295,7 +296,7 @@ def test_chain_blocks_over_devices_match_one_device():
         assert out.returncode == 0, out.stderr[-2000:]
         result[n] = json.loads(out.stdout.strip().splitlines()[-1])
     assert result[1][:2] == [1, "vectorized"] and result[2][:2] == [2, "2 devices x 2 vectorized"]
-    np.testing.assert_allclose(result[2][2], result[1][2], rtol=1e-10)
+    np.testing.assert_allclose(result[2][2], result[1][2], rtol=1e-6)  # starts: the point fit, split too
     assert np.median(result[2][2]) == pytest.approx(0.34, abs=0.03)  # the synthetic truth
 
 

@@ -109,13 +109,15 @@ def _progress_bar(enabled: bool, total: int, desc: str):
         _Progress.bar = None
 
 
-@partial(jax.jit, static_argnames=("log_loss", "progress"))
+@partial(jax.jit, static_argnames=("log_loss", "progress", "devices"))
 def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps,
-                progress=False):
+                progress=False, devices=1):
     """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q].
 
-    All G x S problems share one slot pool, so a group whose fits converge slowly does not hold the
-    others' slots idle.
+    The G x S problems are split into ``devices`` contiguous blocks (the last problem repeated to even
+    them), one per local device (``jax.shard_map``); each device's problems share one slot pool, so a
+    group whose fits converge slowly does not hold the others' slots idle. Every problem is solved on its
+    own, so the split does not change the results.
     """
     cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
     G, S = weights.shape[:2]
@@ -125,12 +127,23 @@ def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, 
         x = jax.tree.map(lambda a: a[g], features)
         return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
 
-    flat = lambda a: a.reshape((G * S,) + a.shape[2:])
+    total = G * S
+    take = jnp.minimum(jnp.arange(total + (-total % devices)), total - 1)
+    phi, w, group = phi0.reshape(total, -1)[take], weights.reshape(total, -1)[take], (take // S)
     n, q = log_y.shape[1], phi0.shape[-1]
-    slots = pool_size(G * S, 8 * n * (q + 2 + len(features)))  # weights, residual, Jacobian, features
-    sol = solve_many(residual, flat(phi0), flat(weights), cfg, aux=jnp.repeat(jnp.arange(G), S), slots=slots,
-                     on_finish=_tick if progress else None)
-    return jax.tree.map(lambda a: a.reshape((G, S) + a.shape[1:]), sol)
+    slots = pool_size(len(take) // devices, 8 * n * (q + 2 + len(features)))  # weights, residual, Jacobian, features
+
+    def solve(p, wt, g):
+        return solve_many(residual, p, wt, cfg, aux=g, slots=slots, on_finish=_tick if progress else None)
+
+    if devices > 1:
+        mesh = jax.make_mesh((devices,), ("batch",), devices=jax.local_devices()[:devices])
+        blocks = jax.NamedSharding(mesh, jax.P("batch"))
+        phi, w, group = (jax.reshard(a, blocks) for a in (phi, w, group))
+        sharded = jax.shard_map(solve, mesh=mesh, in_specs=jax.P("batch"), out_specs=jax.P("batch"),
+                                check_vma=False)
+        solve = lambda *a: jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())), sharded(*a))
+    return jax.tree.map(lambda a: a[:total].reshape((G, S) + a.shape[1:]), solve(phi, w, group))
 
 
 def fit(
@@ -150,6 +163,7 @@ def fit(
     max_steps: int = 2000,
     resample_indices: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    devices: int | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
@@ -167,9 +181,16 @@ def fit(
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
         weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
             runs with positive weight and keep their weights.
+        devices: local devices the fits are split over (default: all; on a CPU, every core is one,
+            :mod:`atlas_jax.devices`); the results do not depend on it.
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
+    available = jax.local_device_count()
+    devices = available if devices is None else devices
+    if int(devices) != devices or not 1 <= devices <= available:
+        raise ValueError(f"devices: expected an integer from 1 to {available} (the local devices), got {devices}")
+    devices = int(devices)
     timings = {}
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
@@ -188,7 +209,7 @@ def fit(
     def solve(w, p0, steps, desc):
         with _progress_bar(progress, int(np.prod(w.shape[:2])), desc):
             return jax.block_until_ready(solve_batch(law.log_loss, features, log_y, jnp.asarray(w), jnp.asarray(p0),
-                                                     *consts, delta, steps, progress=progress))
+                                                     *consts, delta, steps, progress=progress, devices=devices))
     timings["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
