@@ -5,11 +5,12 @@ nothing):
 
 - XLA's CPU backend is one device, so vectorised NUTS chains share one core. Setting
   ``jax_num_cpu_devices`` to the usable cores lets :func:`atlas_jax.posterior` place blocks of chains on
-  separate cores (hierarchical ATLAS benchmark, 2-core machine: NUTS 1.45x faster).
-- ``--xla_cpu_multi_thread_eigen=false``: computations waited forever, all threads idle, on results of
-  vmapped graphs (here: a compiled 97 x 97 Hessian twice in ~15 runs, a pmapped NUTS result once; others
-  report the same wedge of Eigen's intra-op pool and the same cure, PyAutoLabs/PyAutoFit#1528). Parallelism
-  comes from the devices instead.
+  separate cores (hierarchical ATLAS benchmark, 2-core machine: NUTS 1.45x faster) and
+  :func:`atlas_jax.fit` split its batch (Epoch grid fit 1.4x, 4,000-resample bootstrap 1.6x faster).
+- ``--xla_cpu_multi_thread_eigen=false``, a precaution: others report computations on vmapped graphs
+  waiting forever in Eigen's intra-op pool, cured by this flag (PyAutoLabs/PyAutoFit#1528). The hangs
+  seen here were jaxlib's LAPACK kernels starving that pool once every core ran a device; no computation
+  in atlas_jax calls them now (:mod:`atlas_jax.linalg`).
 
 ``$ATLAS_JAX_CPU_DEVICES`` sets the number of CPU devices (1: JAX's default); a count the user gave JAX
 (config or ``XLA_FLAGS``) is kept, and so is an explicit ``xla_cpu_multi_thread_eigen`` flag.

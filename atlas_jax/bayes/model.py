@@ -41,6 +41,7 @@ import numpyro.distributions as dist
 import pandas as pd
 
 from ..engine.batch import split_groups
+from ..linalg import cho_solve, cholesky, solve_lower_t
 from ..laws.spec import Law
 
 __all__ = ["FlatData", "flat_data", "prior_table", "law_model", "likelihood", "group_conditional",
@@ -110,7 +111,7 @@ def law_model(law: Law, features, group, n_groups: int, loc, scale, log_y=None, 
         chol, mean = group_conditional(fisher, estimate, mu, sd)
         with numpyro.plate("groups", n_groups):
             u = numpyro.sample("u", dist.ImproperUniform(dist.constraints.real, (), (P,)))
-            theta = mean + jax.scipy.linalg.solve_triangular(chol, u[..., None], lower=True, trans=1)[..., 0]
+            theta = mean + solve_lower_t(chol, u)
             numpyro.factor("hierarchy", dist.Normal(mu, sd).log_prob(theta).sum(-1)
                            - jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1))
         theta = numpyro.deterministic("theta", theta)
@@ -131,9 +132,8 @@ def likelihood(law: Law, theta, sigma, features, group, nu: float = NU) -> dist.
 def group_conditional(fisher, estimate, mu, sd):
     """Cholesky factor L_g [G, P, P] of P_g = F_g + diag(sd^-2) and the conditional mean m_g [G, P] of the
     groups' parameters given the hierarchy's ``mu`` and ``sd`` (module doc)."""
-    chol = jnp.linalg.cholesky(fisher + jnp.diag(sd ** -2.0))
-    mean = jax.scipy.linalg.cho_solve((chol, True), fisher @ estimate[..., None] + (mu / sd ** 2)[:, None])
-    return chol, mean[..., 0]
+    chol = cholesky(fisher + jnp.diag(sd ** -2.0))
+    return chol, cho_solve(chol, (fisher @ estimate[..., None])[..., 0] + mu / sd ** 2)
 
 
 def group_information(law: Law, theta, features, group, sigma, nu: float = NU) -> np.ndarray:

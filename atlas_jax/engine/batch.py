@@ -164,6 +164,7 @@ def fit(
     resample_indices: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     devices: int | None = None,
+    memory_budget: float = 2**30,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
@@ -183,6 +184,8 @@ def fit(
             runs with positive weight and keep their weights.
         devices: local devices the fits are split over (default: all; on a CPU, every core is one,
             :mod:`atlas_jax.devices`); the results do not depend on it.
+        memory_budget: bytes of weights, starts and solutions per compiled call (default 1 GiB); larger
+            batches (many starts or resamples) run in chunks of equal size with the same results.
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
@@ -207,9 +210,16 @@ def fit(
     log_y = jnp.asarray(data.log_y)
     consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
     def solve(w, p0, steps, desc):
-        with _progress_bar(progress, int(np.prod(w.shape[:2])), desc):
-            return jax.block_until_ready(solve_batch(law.log_loss, features, log_y, jnp.asarray(w), jnp.asarray(p0),
-                                                     *consts, delta, steps, progress=progress, devices=devices))
+        G, S = w.shape[:2]
+        chunk = _chunk_size(G, S, w.shape[2], p0.shape[2], memory_budget)
+        with _progress_bar(progress, G * S, desc):
+            parts = []
+            for lo in range(0, S, chunk):
+                take = np.minimum(np.arange(lo, lo + chunk), S - 1)  # the last chunk padded: one compilation
+                sol = solve_batch(law.log_loss, features, log_y, jnp.asarray(w[:, take]), jnp.asarray(p0[:, take]),
+                                  *consts, delta, steps, progress=progress, devices=devices)
+                parts.append(jax.tree.map(lambda a: np.asarray(a)[:, :min(chunk, S - lo)], sol))
+        return jax.tree.map(lambda *a: np.concatenate(a, axis=1), *parts)
     timings["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -243,6 +253,16 @@ def fit(
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
         ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
     )
+
+
+def _chunk_size(G: int, S: int, n: int, q: int, memory_budget: float) -> int:
+    """Elements per group in one compiled call, so that its weights [G, chunk, n], starts and solutions
+    (~8 (n + 2 q + 4) bytes per fit) stay within ``memory_budget`` bytes; all S if they fit."""
+    per_element = 8 * G * (n + 2 * q + 4)
+    if memory_budget < per_element:
+        raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit per group "
+                         f"({per_element} bytes for {G} group(s) x {n} runs); raise it")
+    return int(min(S, memory_budget // per_element))
 
 
 def _multistart(solve, mask, phi_starts, screen_steps, keep, max_steps) -> Solution:

@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..linalg import cho_solve, cholesky
 from .robust import huber, huber_psi
 
 __all__ = ["Solution", "Config", "levenberg_marquardt", "solve_many", "pool_size", "init", "step", "active", "solution", "CONVERGED", "MAX_STEPS", "NONFINITE", "AT_BOUND", "STATUS_NAMES"]
@@ -109,7 +110,8 @@ def step(residual, weights, s: _State, cfg: Config) -> _State:
     h_free = jnp.where(free[:, None] & free[None, :], hess, jnp.diag(held.astype(hess.dtype)))
     diag = jnp.diag(h_free)
     scale = jnp.maximum(diag, 1e-12 * jnp.max(diag, initial=0.0) + 1e-300)
-    trial = jnp.clip(s.phi + jnp.linalg.solve(h_free + s.mu * jnp.diag(scale), -g_free), cfg.lower, cfg.upper)
+    step_ = cho_solve(cholesky(h_free + s.mu * jnp.diag(scale)), -g_free)  # NaN if not SPD: a rejected trial
+    trial = jnp.clip(s.phi + step_, cfg.lower, cfg.upper)
     trial = jnp.where(s.fresh, s.phi, trial)
     dx = trial - s.phi
     f1, g1, h1 = _evaluate(residual, weights, trial, cfg)
