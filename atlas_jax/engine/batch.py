@@ -117,7 +117,7 @@ def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, 
     The G x S problems are split into ``devices`` contiguous blocks (the last problem repeated to even
     them), one per local device (``jax.shard_map``); each device's problems share one slot pool, so a
     group whose fits converge slowly does not hold the others' slots idle. Every problem is solved on its
-    own, so the split does not change the results.
+    own, so the split changes results only in their last bits (XLA vectorises other pool sizes differently).
     """
     cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
     G, S = weights.shape[:2]
@@ -183,9 +183,9 @@ def fit(
         weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
             runs with positive weight and keep their weights.
         devices: local devices the fits are split over (default: all; on a CPU, every core is one,
-            :mod:`atlas_jax.devices`); the results do not depend on it.
+            :mod:`atlas_jax.devices`); the results depend on it only in their last bits.
         memory_budget: bytes of weights, starts and solutions per compiled call (default 1 GiB); larger
-            batches (many starts or resamples) run in chunks of equal size with the same results.
+            batches (many starts or resamples) run in chunks of equal size (same results to the last bits).
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
