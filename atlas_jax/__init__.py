@@ -2,7 +2,7 @@
 
 Importing the package switches JAX to float64: the Chinchilla problem's Hessian
 has condition number ~1e11, so fits need double precision. If JAX has not started yet, it also makes
-every CPU core a JAX device and turns XLA's Eigen thread pool off (:mod:`atlas_jax.devices`).
+every CPU core a JAX device (:mod:`atlas_jax.devices`).
 """
 
 import jax
