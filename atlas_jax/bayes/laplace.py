@@ -39,11 +39,14 @@ def laplace(potential: Callable, x0, *, fixed=None, max_iter: int = 200, tol: fl
     is true at their ``x0`` values (a conditional mode); the returned scale is that of the full Hessian there.
 
     Eigenvalues of the Hessian are replaced by their magnitude (floored at 1e-10 of the largest) so each step
-    descends, and the damping grows until the step lowers the potential."""
+    descends, and the damping grows until the step lowers the potential. A potential that is not finite at
+    ``x0`` raises FloatingPointError."""
     x = np.asarray(x0, dtype=np.float64)
     free = np.flatnonzero(~np.asarray(fixed, bool)) if fixed is not None else np.arange(x.shape[0])
     value_grad = jax.jit(jax.value_and_grad(potential))
     f, g = value_grad(x)
+    if not np.isfinite(f):
+        raise FloatingPointError(f"the potential is {float(f)} at the start point")
     damping, converged, it = 0.0, False, 0
     for it in range(1, max_iter + 1):
         w, v = np.linalg.eigh(_hessian(value_grad, x, free))

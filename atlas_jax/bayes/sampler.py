@@ -97,14 +97,18 @@ def posterior(
     t0 = time.perf_counter()
     kwargs = {"log_y": log_y}
     x0, unravel = ravel_pytree(jax.jit(lambda v: unconstrain_fn(model, (), kwargs, v))(init))
-    potential = jax.jit(lambda x: potential_energy(model, (), kwargs, unravel(x)))
-    if not np.isfinite(potential(x0)):
-        raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
-                         "and the priors")
+
+    def potential(x):  # compiled by laplace and by NUTS
+        return potential_energy(model, (), kwargs, unravel(x))
+
     # hierarchical: the joint mode collapses the group scales (sd -> 0); take the mode given sd at its start
     fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in init.items()})[0] \
         if hierarchical else None
-    approx = laplace(potential, x0, fixed=fixed)
+    try:
+        approx = laplace(potential, x0, fixed=fixed)
+    except FloatingPointError:
+        raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
+                         "and the priors") from None
     mode, root = jnp.asarray(approx.mode), jnp.asarray(approx.scale)
     timings["laplace_s"] = time.perf_counter() - t0
 
@@ -169,10 +173,11 @@ def _pointwise(law, theta, sigma, features, group, log_y, nu, seed) -> tuple[np.
     shape = theta.shape[:2]
     theta = jnp.asarray(theta.reshape((-1,) + theta.shape[2:]))
     sigma = jnp.asarray(sigma.reshape((-1,) + sigma.shape[2:]))
-    lik = jax.jit(jax.vmap(lambda t, s: likelihood(law, t, s, features, group, nu)))(theta, sigma)
-    noise = _student_t(jax.random.PRNGKey(seed), nu, lik.loc.shape)
-    return np.asarray(lik.log_prob(log_y)).reshape(shape + (-1,)), \
-        np.asarray(lik.loc + lik.scale * noise).reshape(shape + (-1,))
+    @jax.jit
+    def pointwise(theta, sigma):
+        lik = jax.vmap(lambda t, s: likelihood(law, t, s, features, group, nu))(theta, sigma)
+        return lik.log_prob(log_y), lik.loc + lik.scale * _student_t(jax.random.PRNGKey(seed), nu, lik.loc.shape)
+    return tuple(np.asarray(a).reshape(shape + (-1,)) for a in pointwise(theta, sigma))
 
 
 def _student_t(key, nu: float, shape) -> jax.Array:
