@@ -32,7 +32,8 @@ def configure_cpu() -> int | None:
     value = os.environ.get(CPU_DEVICES_ENV)
     if value is not None and (not value.isdigit() or int(value) < 1):
         raise ValueError(f"{CPU_DEVICES_ENV}={value!r}: expected a positive integer (number of CPU devices)")
-    if jax.config.jax_num_cpu_devices != -1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    if chosen or jax.config.jax_num_cpu_devices != -1:
         return None
     n = int(value) if value is not None else \
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
