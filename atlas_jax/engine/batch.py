@@ -109,41 +109,52 @@ def _progress_bar(enabled: bool, total: int, desc: str):
         _Progress.bar = None
 
 
-@partial(jax.jit, static_argnames=("log_loss", "progress", "devices"))
-def solve_batch(log_loss, features, log_y, weights, phi0, basis, offset, lower, upper, delta, max_steps,
-                progress=False, devices=1):
-    """Fit every (group, element) pair: features/log_y [G, n], weights [G, S, n], phi0 [G, S, q].
+@partial(jax.jit, static_argnames=("log_loss", "count", "progress", "devices"))
+def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offset, lower, upper, delta, max_steps,
+                first, count, progress=False, devices=1):
+    """Solve problems ``first .. first + count - 1`` of the R x S problems (row r, start s), row-major.
 
-    The G x S problems are split into ``devices`` contiguous blocks (the last problem repeated to even
-    them), one per local device (``jax.shard_map``); each device's problems share one slot pool, so a
-    group whose fits converge slowly does not hold the others' slots idle. Every problem is solved on its
-    own, so the split changes results only in their last bits (XLA vectorises other pool sizes differently).
+    Row r has run weights ``weights[r]`` (n,) on group ``row_group[r]``'s ``features``/``log_y`` [G, n] (a
+    group's point fit, or one bootstrap resample of it); start s is ``phi0[r, s]`` (phi0 [R, S, q]) or
+    ``phi0[0, s]`` for starts shared by every row (phi0 [1, S, q]). Problems past R x S repeat the last.
+    Returns :class:`Solution` arrays with leading axis ``count``.
+
+    The problems are split into ``devices`` contiguous blocks, one per local device (``jax.shard_map``);
+    each device's problems share one slot pool, so problems that converge slowly do not hold the others'
+    slots idle. Every problem is solved on its own, so the split changes results only in their last bits
+    (XLA vectorises other pool sizes differently). In float32 the convergence tolerances are 1e-6.
     """
-    cfg = Config(lower, upper, delta=delta, max_steps=max_steps)
-    G, S = weights.shape[:2]
+    single = phi0.dtype == jnp.float32
+    cfg = Config(lower, upper, delta=delta, max_steps=max_steps,
+                 ftol=1e-6 if single else 1e-10, xtol=1e-6 if single else 1e-11)
+    R, S, q = weights.shape[0], phi0.shape[1], phi0.shape[2]
+    per_device = -(-count // devices)
 
     def residual(phi, g):
         theta = offset + basis @ phi
         x = jax.tree.map(lambda a: a[g], features)
         return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
 
-    total = G * S
-    take = jnp.minimum(jnp.arange(total + (-total % devices)), total - 1)
-    phi, w, group = phi0.reshape(total, -1)[take], weights.reshape(total, -1)[take], (take // S)
-    n, q = log_y.shape[1], phi0.shape[-1]
-    slots = pool_size(len(take) // devices, 8 * n * (q + 2 + len(features)))  # weights, residual, Jacobian, features
+    def problem(i):
+        i = jnp.minimum(i, R * S - 1)
+        r, s = i // S, i % S
+        return phi0[jnp.where(phi0.shape[0] == 1, 0, r), s], weights[r], row_group[r]
 
-    def solve(p, wt, g):
-        return solve_many(residual, p, wt, cfg, aux=g, slots=slots, on_finish=_tick if progress else None)
+    slots = pool_size(per_device, 8 * log_y.shape[1] * (q + 2 + len(features)))  # weights, residual, Jacobian, features
 
+    def solve(lo):
+        return solve_many(residual, lambda i: problem(lo[0] + i), per_device, cfg, slots=slots,
+                          on_finish=_tick if progress else None)
+
+    lo = first + per_device * jnp.arange(devices)
     if devices > 1:
         mesh = jax.make_mesh((devices,), ("batch",), devices=jax.local_devices()[:devices])
-        blocks = jax.NamedSharding(mesh, jax.P("batch"))
-        phi, w, group = (jax.reshard(a, blocks) for a in (phi, w, group))
-        sharded = jax.shard_map(solve, mesh=mesh, in_specs=jax.P("batch"), out_specs=jax.P("batch"),
-                                check_vma=False)
-        solve = lambda *a: jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())), sharded(*a))
-    return jax.tree.map(lambda a: a[:total].reshape((G, S) + a.shape[1:]), solve(phi, w, group))
+        sharded = jax.shard_map(solve, mesh=mesh, in_specs=jax.P("batch"), out_specs=jax.P("batch"), check_vma=False)
+        out = jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())),
+                           sharded(jax.reshard(lo, jax.NamedSharding(mesh, jax.P("batch")))))
+    else:
+        out = solve(lo)
+    return jax.tree.map(lambda a: a[:count], out)
 
 
 def fit(
@@ -165,6 +176,8 @@ def fit(
     weights: np.ndarray | None = None,
     devices: int | None = None,
     memory_budget: float = 2**30,
+    bootstrap_multistart: bool = False,
+    dtype: str = "float64",
     progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
@@ -186,6 +199,10 @@ def fit(
             :mod:`atlas_jax.devices`); the results depend on it only in their last bits.
         memory_budget: bytes of weights, starts and solutions per compiled call (default 1 GiB); larger
             batches (many starts or resamples) run in chunks of equal size (same results to the last bits).
+        bootstrap_multistart: refit every resample by the full screen-then-polish multi-start (S starts per
+            resample) instead of from the group's estimate.
+        dtype: ``"float64"`` (default) or ``"float32"``, the solver's arithmetic; float32 is for accelerator
+            throughput (tolerances 1e-6), its accuracy is checked against float64 in BENCHMARKS.md.
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
@@ -206,26 +223,33 @@ def fit(
         if n < cons.n_free:
             raise ValueError(f"group {group!r} has {n} run(s) with positive weight; expected at least "
                              f"{cons.n_free} (the free parameters of {law.name!r})")
-    features = {k: jnp.asarray(v) for k, v in data.features.items()}
-    log_y = jnp.asarray(data.log_y)
-    consts = tuple(jnp.asarray(a) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
-    def solve(w, p0, steps, desc):
-        G, S = w.shape[:2]
-        chunk = _chunk_size(G, S, w.shape[2], p0.shape[2], memory_budget)
-        with _progress_bar(progress, G * S, desc):
-            parts = []
-            for lo in range(0, S, chunk):
-                take = np.minimum(np.arange(lo, lo + chunk), S - 1)  # the last chunk padded: one compilation
-                sol = solve_batch(law.log_loss, features, log_y, jnp.asarray(w[:, take]), jnp.asarray(p0[:, take]),
-                                  *consts, delta, steps, progress=progress, devices=devices)
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[:, :min(chunk, S - lo)], sol))
-        return jax.tree.map(lambda *a: np.concatenate(a, axis=1), *parts)
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
+    features = {k: jnp.asarray(v, dtype) for k, v in data.features.items()}
+    log_y = jnp.asarray(data.log_y, dtype)
+    consts = tuple(jnp.asarray(a, dtype) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
+
+    def solve(w, rows, p0, steps, desc):
+        """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]): arrays [R, S, ...]."""
+        (R, n), S = w.shape, p0.shape[1]
+        chunk, span = _chunk_size(R * S, S, n, p0.shape[2], len(p0) == 1, memory_budget)
+        parts = []
+        with _progress_bar(progress, R * S, desc):
+            for lo in range(0, R * S, chunk):
+                take = np.minimum(np.arange(lo // S, lo // S + span), R - 1)  # rows of this chunk: one compilation
+                sol = solve_batch(law.log_loss, features, log_y, jnp.asarray(w[take], dtype), jnp.asarray(rows[take]),
+                                  jnp.asarray(p0[take] if len(p0) > 1 else p0, dtype), *consts, delta, steps,
+                                  lo - take[0] * S, chunk, progress=progress, devices=devices)
+                parts.append(jax.tree.map(lambda a: np.asarray(a)[:min(chunk, R * S - lo)], sol))
+        sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+        return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
     timings["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
-    best = _multistart(solve, data.mask, phi_starts, screen_steps, keep, max_steps)
+    groups = np.arange(len(data.groups))
+    best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps)
     timings["fit_s"] = time.perf_counter() - t0
     warnings_ = list(table.warnings) + _status_warnings(data.groups, best, cons)
 
@@ -233,9 +257,14 @@ def fit(
     if bootstrap or resample_indices is not None:
         t0 = time.perf_counter()
         counts = _bootstrap_weights(data, bootstrap, seed, resample_indices)
-        starts_b = np.broadcast_to(best.params[:, None, :], counts.shape[:2] + (cons.n_free,))
-        boot = jax.tree.map(np.asarray, solve(counts, starts_b, max_steps, "bootstrap"))
-        samples = law.to_public(cons.expand(boot.params))
+        G, B, n = counts.shape
+        rows, w = np.repeat(groups, B), counts.reshape(G * B, n)
+        if bootstrap_multistart:
+            boot = _multistart(solve, w, rows, phi_starts, screen_steps, keep, max_steps, "bootstrap ")
+        else:
+            boot = jax.tree.map(lambda a: a[:, 0], solve(w, rows, best.params[rows, None, :], max_steps, "bootstrap"))
+        boot = jax.tree.map(lambda a: a.reshape((G, B) + a.shape[1:]), boot)
+        samples = law.to_public(cons.expand(boot.params.astype(float)))
         sample_status = boot.status
         ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
@@ -247,37 +276,40 @@ def fit(
         warnings.warn(note, UserWarning, stacklevel=2)
     return FitResult(
         law=law.name, groups=data.groups, names=tuple(law.names_for(fr) for fr in data.frames),
-        estimate=law.to_public(cons.expand(best.params)), objective=best.objective,
-        status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps, grad_norm=best.grad_norm,
+        estimate=law.to_public(cons.expand(best.params.astype(float))), objective=best.objective.astype(float),
+        status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps,
+        grad_norm=best.grad_norm.astype(float),
         n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta,
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
         ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
     )
 
 
-def _chunk_size(G: int, S: int, n: int, q: int, memory_budget: float) -> int:
-    """Elements per group in one compiled call, so that its weights [G, chunk, n], starts and solutions
-    (~8 (n + 2 q + 4) bytes per fit) stay within ``memory_budget`` bytes; all S if they fit."""
-    per_element = 8 * G * (n + 2 * q + 4)
-    if memory_budget < per_element:
-        raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit per group "
-                         f"({per_element} bytes for {G} group(s) x {n} runs); raise it")
-    return int(min(S, memory_budget // per_element))
+def _chunk_size(total: int, S: int, n: int, q: int, shared: bool, memory_budget: float) -> tuple[int, int]:
+    """Problems per compiled call, and the rows (resamples or groups) of weights such a call needs, so that
+    its weights (8 n bytes per row), starts (8 q per problem, or 8 S q once if ``shared`` by all rows) and
+    solutions (~8 (q + 4) per problem) stay within ``memory_budget`` bytes; everything if it fits."""
+    per_problem, per_row = 8 * (q + 4 + q * (not shared)), 8 * n
+    room = memory_budget - 8 * S * q * shared - 2 * per_row
+    chunk = int(min(total, room // (per_problem + per_row / S)))
+    if chunk < 1:
+        raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit ({n} runs, {S} starts "
+                         f"per row: {memory_budget - room + per_problem:.0f} bytes); raise it")
+    return chunk, min(-(-total // S), chunk // S + 2)
 
 
-def _multistart(solve, mask, phi_starts, screen_steps, keep, max_steps) -> Solution:
-    """Screen every start for ``screen_steps`` steps, polish the ``keep`` best per group, return each group's best."""
-    G, S = mask.shape[0], len(phi_starts)
-    weights = np.broadcast_to(mask[:, None, :], (G, S, mask.shape[1]))
-    starts = np.broadcast_to(phi_starts, (G, S, phi_starts.shape[1]))
+def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps, desc="") -> Solution:
+    """Screen every start for ``screen_steps`` steps, polish the ``keep`` best per row, return each row's best."""
+    R, S = len(weights), len(phi_starts)
+    starts = phi_starts[None]
     if S > keep:
-        screen = solve(weights, starts, screen_steps, "screening starts")
-        order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1)[:, :keep]
-        starts = np.take_along_axis(np.asarray(screen.params), order[:, :, None], axis=1)
-        weights = weights[:, :keep]
-    sol = jax.tree.map(np.asarray, solve(weights, starts, max_steps, "polishing"))
+        screen = solve(weights, rows, starts, screen_steps, desc + "screening starts")
+        order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1,
+                           kind="stable")[:, :keep]
+        starts = np.take_along_axis(screen.params, order[:, :, None], axis=1)
+    sol = solve(weights, rows, starts, max_steps, desc + "polishing")
     idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
-    return jax.tree.map(lambda a: a[np.arange(G), idx], sol)
+    return jax.tree.map(lambda a: a[np.arange(R), idx], sol)
 
 
 def _status_warnings(groups, best: Solution, cons: Constraints) -> list[str]:

@@ -171,48 +171,47 @@ def pool_size(problems: int, bytes_per_slot: int, cache_bytes: int | None = None
     return int(min(problems, max(16, min(problems // 32, cache_bytes // max(bytes_per_slot, 1), 256 if cpu else 65536))))
 
 
-def solve_many(residual, phi0: jnp.ndarray, weights: jnp.ndarray, cfg: Config, *, aux=None, slots: int | None = None,
+def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: int | None = None,
                on_finish: Callable[[jnp.ndarray], None] | None = None) -> Solution:
-    """Solve S problems (starts ``phi0`` [S, q], weights [S, n]) through a pool of ``slots`` solver slots.
+    """Solve ``count`` problems through a pool of ``slots`` solver slots.
 
-    ``residual(phi)``, or ``residual(phi, aux_i)`` when ``aux`` (a pytree with leading axis S) is given:
-    problems may then differ in their data too (e.g. ``aux`` a group index into stacked features).
+    ``problem(i)`` returns problem i's start (q,), run weights (n,) and data ``aux`` (a pytree), and
+    ``residual(phi, aux)`` its residuals; problems are built from indices inside the loop, so batches
+    that share data (starts x resamples) are never materialised per problem.
 
     Continuous batching: every loop pass steps all slots at once (one vmapped :func:`step`); a slot
     whose problem has finished writes its solution out and takes the next waiting problem. The pass
-    count is about ``sum(steps) / slots`` instead of ``S / slots * max(steps)`` for fixed chunks.
+    count is about ``sum(steps) / slots`` instead of ``count / slots * max(steps)`` for fixed chunks.
     ``slots`` defaults to :func:`pool_size` with the rows of weights, residuals and Jacobian.
     ``on_finish(k)`` is called on the host (``jax.debug.callback``) with the number of problems
     finished in each pass.
     """
-    S, q = phi0.shape
-    K = min(S, slots or pool_size(S, 8 * weights.shape[1] * (q + 2)))
-    if aux is None:
-        aux, bound = jnp.zeros(S), lambda a: residual
-    else:
-        bound = lambda a: (lambda phi: residual(phi, a))
+    phi_shape, w_shape, _ = jax.eval_shape(problem, 0)
+    q = phi_shape.shape[0]
+    K = min(count, slots or pool_size(count, 8 * w_shape.shape[0] * (q + 2)))
+    load = jax.vmap(problem)
     v_init = jax.vmap(lambda p: init(p, cfg))
-    v_step = jax.vmap(lambda w, a, st: step(bound(a), w, st, cfg))
+    v_step = jax.vmap(lambda w, a, st: step(lambda phi: residual(phi, a), w, st, cfg))
     v_active = jax.vmap(lambda st: active(st, cfg))
     v_solution = jax.vmap(lambda st: solution(st, cfg))
-    out = jax.tree.map(lambda a: jnp.zeros((S,) + a.shape[1:], a.dtype), jax.eval_shape(v_solution, v_init(phi0[:K])))
+    first = v_init(load(jnp.arange(K))[0])
+    out = jax.tree.map(lambda a: jnp.zeros((count,) + a.shape[1:], a.dtype), jax.eval_shape(v_solution, first))
 
     def body(carry):
         ids, states, nxt, out = carry
-        live = jnp.maximum(ids, 0)
-        states = v_step(weights[live], jax.tree.map(lambda a: a[live], aux), states)
+        _, w, aux = load(jnp.maximum(ids, 0))
+        states = v_step(w, aux, states)
         finished = (ids >= 0) & ~v_active(states)
         if on_finish is not None:
             jax.debug.callback(on_finish, jnp.sum(finished))
-        out = jax.tree.map(lambda o, v: o.at[jnp.where(finished, ids, S)].set(v, mode="drop"), out,
+        out = jax.tree.map(lambda o, v: o.at[jnp.where(finished, ids, count)].set(v, mode="drop"), out,
                            v_solution(states))
         new = jnp.where(finished, nxt + jnp.cumsum(finished) - 1, ids)
-        new = jnp.where(finished & (new >= S), -1, new)
+        new = jnp.where(finished & (new >= count), -1, new)
         refill = finished & (new >= 0)
-        fresh = v_init(phi0[jnp.clip(new, 0, S - 1)])
+        fresh = v_init(load(jnp.clip(new, 0, count - 1))[0])
         states = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, states)
         return new, states, nxt + jnp.sum(finished), out
 
-    ids = jnp.arange(K)
-    carry = (ids, v_init(phi0[:K]), jnp.asarray(K), out)
+    carry = (jnp.arange(K), first, jnp.asarray(K), out)
     return jax.lax.while_loop(lambda c: jnp.any(c[0] >= 0), body, carry)[3]
