@@ -1,4 +1,4 @@
-"""Command-line interface: ``atlas-jax fit``, ``atlas-jax posterior`` and ``atlas-jax plan``."""
+"""Command-line interface: ``atlas-jax fit``, ``posterior``, ``plan`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -196,6 +196,34 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     typer.echo(f"{chains} chains x {draws} draws, {post.diagnostics['divergences']} divergences, "
                f"max r_hat {post.diagnostics['r_hat_max']:.4f}, min bulk ESS {post.diagnostics['ess_min']:.0f}; "
                f"wrote {out}/posterior.nc, summary.csv, derived.csv and posterior.json")
+
+
+@app.command("bench")
+def bench_cmd(
+    suites: Optional[List[str]] = typer.Argument(None, help="Suites to run (default all): epoch, throughput, "
+                                                             "nuts, campaign, targets."),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for bench.json, BENCHMARKS.md and "
+                                                                  "throughput.png."),
+    dtype: str = typer.Option("float64", "--dtype", help="Solver arithmetic: float64 or float32."),
+    quick: bool = typer.Option(False, "--quick", help="Small settings: a smoke test in about a minute."),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Skip the scipy/NumPyro reference recipes."),
+    resamples: Optional[int] = typer.Option(None, "--targets-resamples",
+                                            help="Resamples of the targets suite (x 4,500 starts; default 4000)."),
+    max_fits: Optional[int] = typer.Option(None, "--max-fits", help="Largest batch of the throughput curve."),
+):
+    """Benchmark suites against their reference recipes; print the table and write results and plot to DIR."""
+    from atlas_jax.bench import SUITES, run_suites
+
+    options = {"targets": {} if resamples is None else {"resamples": resamples},
+               "throughput": {} if max_fits is None else {"max_fits": max_fits}}
+    try:
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"--dtype: expected float64 or float32, got {dtype!r}")
+        run_suites(suites or list(SUITES), out, dtype=dtype, quick=quick, reference=not no_reference,
+                   options=options)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
 
 
 def _read_runs(runs: str, mapping):

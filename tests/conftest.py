@@ -1,5 +1,5 @@
 """Shared fixtures of the accuracy suite: the independent numpy/scipy reference
-(benchmarks/scipy_reference.py), plain-numpy closed forms of every law, and
+(atlas_jax/bench/reference.py), plain-numpy closed forms of every law, and
 synthetic run tables.
 
 Nothing in the closed forms below imports atlas_jax: they restate the formulas of
@@ -10,19 +10,13 @@ against an independent re-derivation.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(_BENCH) not in sys.path:
-    sys.path.insert(0, str(_BENCH))
-
-import scipy_reference  # noqa: E402
+from atlas_jax.bench import reference as scipy_reference
 
 
 # --------------------------------------------------------------------------- closed forms
@@ -160,7 +154,7 @@ ATLAS_TRUTH = {"E": 1.7, "A": 300.0, "B": 900.0, "alpha": 0.32, "beta": 0.3, "la
 
 @pytest.fixture(scope="session")
 def ref():
-    """The independent numpy/scipy reference module (benchmarks/scipy_reference.py)."""
+    """The independent numpy/scipy reference module (atlas_jax/bench/reference.py)."""
     return scipy_reference
 
 

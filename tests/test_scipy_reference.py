@@ -1,4 +1,4 @@
-"""Checks of the plain numpy/scipy reference (benchmarks/scipy_reference.py) against the
+"""Checks of the plain numpy/scipy reference (atlas_jax/bench/reference.py, loaded from its file) against the
 published numbers recorded in data/epoch_chinchilla/SOURCE.md and data/datablations/SOURCE.md.
 
 These test the *reference itself*; nothing here imports jax or atlas_jax. Kept fast
@@ -15,7 +15,7 @@ import pytest
 from scipy.optimize import approx_fprime, check_grad
 
 _REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("scipy_reference", _REPO / "benchmarks" / "scipy_reference.py")
+_spec = importlib.util.spec_from_file_location("scipy_reference", _REPO / "atlas_jax" / "bench" / "reference.py")
 ref = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("scipy_reference", ref)
 _spec.loader.exec_module(ref)
@@ -23,7 +23,7 @@ _spec.loader.exec_module(ref)
 # Epoch "replicate exactly" (notebook cell 18), 240 points.
 EPOCH_GRID = dict(A=477.84, B=2143.86, E=1.81724, alpha=0.347313, beta=0.367183, objective=0.0010182740346)
 # The start that wins the full 4500-start finite-difference grid with scipy 1.17 on this data
-# (found by `python benchmarks/scipy_reference.py`).
+# (found by `python -m atlas_jax.bench.reference`).
 BEST_START = np.array([20.0, 20.0, -1.0, 1.0, 0.0])
 # datablations published R* fit (notebook cells 29 and 34).
 DCSL_THETA = np.array([6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596, 15.387756, 5.309743])

@@ -242,15 +242,16 @@ def fit(
                                   lo - take[0] * S, chunk, progress=progress, devices=devices)
                 parts.append(jax.tree.map(lambda a: np.asarray(a)[:min(chunk, R * S - lo)], sol))
         sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+        evaluations[0] += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step
         return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
-    timings["prepare_s"] = time.perf_counter() - t0
+    timings["prepare_s"], evaluations = time.perf_counter() - t0, [0]
 
     t0 = time.perf_counter()
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
     groups = np.arange(len(data.groups))
     best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps)
-    timings["fit_s"] = time.perf_counter() - t0
+    timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
     warnings_ = list(table.warnings) + _status_warnings(data.groups, best, cons)
 
     samples = sample_status = ci_low = ci_high = None
@@ -269,6 +270,7 @@ def fit(
         ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
         timings["bootstrap_s"] = time.perf_counter() - t0
+        timings["bootstrap_evaluations"] = evaluations[0] - timings["fit_evaluations"]
         warnings_ += [f"group {group!r}: {1 - ok[g].mean():.1%} of bootstrap refits did not converge "
                       "(left out of the intervals)" for g, group in enumerate(data.groups) if ok[g].mean() < 0.99]
 

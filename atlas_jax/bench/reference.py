@@ -32,7 +32,7 @@ Parameter conventions: ``theta = [a, b, e, alpha, beta]`` with ``A = exp(a)``,
 ``B = exp(b)``, ``E = exp(e)`` and ``L(N, D) = E + A / N**alpha + B / D**beta``.
 Everything is float64; all public functions take and return numpy arrays.
 
-Run ``python benchmarks/scipy_reference.py`` to time the full 4500-start grid fit
+Run ``python -m atlas_jax.bench.reference`` to time the full 4500-start grid fit
 (finite differences, as Epoch ran it) and a 200-resample bootstrap.
 """
 
@@ -76,7 +76,7 @@ HOFFMANN_UNROUNDED = np.array([6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.28
 #: ``[a, b, e, alpha, beta]`` (alpha tied to beta).
 DATABLATIONS_BASE = np.array([6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596])
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 CHINCHILLA_CSV = _REPO / "data" / "epoch_chinchilla" / "chinchilla_tidy.csv"
 DCSL_CSV = _REPO / "data" / "datablations" / "c4_runs_fit182.csv"
 

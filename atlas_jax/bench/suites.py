@@ -1,0 +1,341 @@
+"""The suites of ``atlas-jax bench``. Each returns a JSON-able record whose ``rows`` feed the results table.
+
+- :func:`epoch`: Epoch AI's Chinchilla recipe, the 4,500-start grid fit and the 4,000-resample bootstrap,
+  against the scipy recipe (:mod:`atlas_jax.bench.reference`) in the same process (Besiroglu et al. 2024).
+- :func:`throughput`: fits/s and run-evaluations/s against batch size and against runs per fit, beside the
+  arithmetic floor (XLA's flop count per evaluation over the machine's measured peak).
+- :func:`nuts`: effective samples per second of :func:`atlas_jax.posterior` against NumPyro's NUTS with its
+  defaults on the same model, and the hierarchical ATLAS posterior of the campaign.
+- :func:`campaign`: every law x the campaign's 7 target languages x B resamples against a scipy loop.
+- :func:`targets`: the accelerator target, B resamples x 4,500 starts (each resample refitted by the full
+  multi-start).
+
+A run-evaluation is the law's log-loss and its Jacobian at one run for one fit (one solver step evaluates
+every run of its fit once). Cold times include compilation; warm times are the best of later calls.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .. import datasets
+from ..bayes.model import flat_data, law_model, prior_table
+from ..bayes.sampler import _chain_method, posterior, rank_diagnostics
+from ..engine.batch import fit
+from ..engine.robust import huber
+from ..engine.solver import Config, _evaluate
+from ..laws import get_law
+from . import reference as ref
+
+__all__ = ["SUITES", "epoch", "throughput", "nuts", "campaign", "targets", "measured_peak", "flops_per_evaluation"]
+
+CAMPAIGN_LAWS = ("chinchilla", "msl", "atlas_monolingual", "atlas_other", "atlas")
+CAMPAIGN_TARGETS = ("en", "fr", "ru", "zh", "bn", "sw", "yo")
+
+
+def _timed(fn: Callable, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def _row(benchmark: str, atlas_s: float, reference_s: float | None = None, note: str = "", **extra) -> dict:
+    return {"benchmark": benchmark, "atlas_s": atlas_s, "reference_s": reference_s,
+            "ratio": None if reference_s is None else reference_s / atlas_s, "note": note, **extra}
+
+
+def epoch(resamples: int = 4000, repeats: int = 3, reference: bool | str = True, dtype: str = "float64") -> dict:
+    """Grid fit (4,500 starts x 240 points) and bootstrap (Epoch's seed-42 resamples) against scipy:
+    L-BFGS-B with finite differences from every start (70 s on a 2-core EPYC), and sequential BFGS per
+    resample (25 s). ``reference="bootstrap"`` times the second only."""
+    runs = datasets.load_chinchilla()
+    N, D, L = (runs.frame[c].to_numpy(float) for c in ("params", "tokens", "loss"))
+    ours, cold = _timed(fit, "chinchilla", runs, dtype=dtype)
+    warm = min(_timed(fit, "chinchilla", runs, dtype=dtype)[1] for _ in range(repeats))
+    rec = {"grid": {"n_starts": ours.n_starts, "n_points": len(N), "atlas_cold_s": cold, "atlas_warm_s": warm,
+                    "atlas_objective": float(ours.objective[0]), "atlas_params": ours.params()}}
+    grid_ref = ref.epoch_grid_fit(N, D, L) if reference is True else None
+    if grid_ref:
+        rec["grid"].update(scipy_s=grid_ref["seconds"], scipy_objective=float(grid_ref["objective"]))
+    idx = ref.bootstrap_indices(len(N), resamples, seed=42)
+    boot_cold = _timed(fit, "chinchilla", runs, resample_indices=idx, dtype=dtype)[1]
+    boots = [fit("chinchilla", runs, resample_indices=idx, dtype=dtype) for _ in range(repeats)]
+    boot_warm = min(b.timings["bootstrap_s"] for b in boots)
+    rec["bootstrap"] = {"n_resamples": resamples, "atlas_warm_s": boot_warm, "atlas_cold_call_s": boot_cold,
+                        "atlas_alpha_ci": boots[0].interval("alpha")}
+    if reference:
+        theta, ref_s = _timed(ref.epoch_bootstrap, N, D, L, indices=idx)
+        rec["bootstrap"].update(scipy_s=ref_s, scipy_alpha_ci=np.percentile(theta[:, 3], [2.5, 97.5]).tolist())
+    g, b = rec["grid"], rec["bootstrap"]
+    rec["rows"] = [
+        _row(f"Epoch grid fit, {g['n_starts']:,} starts x {g['n_points']} runs (warm)", warm, g.get("scipy_s"),
+             "scipy: L-BFGS-B, finite differences, every start"),
+        _row("Epoch grid fit (cold: compilation included)", cold, g.get("scipy_s")),
+        _row(f"bootstrap, {resamples:,} resamples (warm)", boot_warm, b.get("scipy_s"),
+             "scipy: sequential BFGS per resample, analytic gradient"),
+    ]
+    return rec
+
+
+def measured_peak(dtype: str = "float64", repeats: int = 3) -> dict:
+    """The machine's measured arithmetic peak over all local devices: fused multiply-adds and exponentials per
+    second, each element running 8 independent chains (32 FMAs or 8 exponentials long), so the kernel is
+    bound by arithmetic throughput, neither by memory nor by the latency of one chain."""
+    devices = jax.local_devices()
+    n = (1 << 16 if devices[0].platform == "cpu" else 1 << 22) * len(devices)
+    mesh = jax.make_mesh((len(devices),), ("d",), devices=devices)
+    x = jax.device_put(jnp.linspace(0.1, 0.2, n, dtype=dtype), jax.NamedSharding(mesh, jax.P("d")))
+
+    def chains(op, length):
+        def run(x):
+            xs = [x + 0.01 * i for i in range(8)]
+            for _ in range(length):
+                xs = [op(v) for v in xs]
+            return sum(xs)
+        return run
+
+    out = {}
+    for name, fn, ops in (("fma_flops_per_s", chains(lambda v: v * 0.999 + 0.001, 32), 2 * 8 * 32),
+                          ("exp_per_s", chains(lambda v: jnp.exp(-v), 8), 8 * 8)):
+        f = jax.jit(fn)
+        f(x).block_until_ready()
+        best = min(_timed(lambda f=f: f(x).block_until_ready())[1] for _ in range(repeats))
+        out[name] = ops * n / best
+    return out
+
+
+def flops_per_evaluation(law_name: str = "chinchilla", n: int = 240, dtype: str = "float64") -> dict:
+    """XLA's cost analysis of one solver evaluation (law, Jacobian by forward mode, Huber reductions) over
+    256 fits x ``n`` runs, per run-evaluation: flops and transcendentals."""
+    law = get_law(law_name)
+    frame = synthetic_chinchilla(n, seed=0)
+    x = {k: jnp.asarray(v, dtype) for k, v in law.features(frame).items()}
+    log_y = jnp.log(jnp.asarray(frame["loss"].to_numpy(), dtype))
+    q = len(law.params)
+    cfg = Config(jnp.full(q, -jnp.inf, dtype), jnp.full(q, jnp.inf, dtype))
+    residual = lambda phi: jax.vmap(lambda xi: law.log_loss(phi, xi))(x) - log_y
+    phi = jnp.tile(jnp.asarray(law.start_grid()[0], dtype), (256, 1))
+    w = jnp.ones((256, n), dtype)
+    compiled = jax.jit(jax.vmap(lambda p, wi: _evaluate(residual, wi, p, cfg))).lower(phi, w).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"flops": float(cost.get("flops", np.nan)) / (256 * n),
+            "transcendentals": float(cost.get("transcendentals", np.nan)) / (256 * n)}
+
+
+def synthetic_chinchilla(n: int, seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
+    """``n`` runs of Hoffmann's law (Epoch's fit) at log-uniform N in [7e7, 1.6e10] and tokens per
+    parameter in [5, 100], with lognormal noise ``noise``."""
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), n))
+    D = N * np.exp(rng.uniform(np.log(5), np.log(100), n))
+    loss = (1.8172 + 477.83 / N ** 0.34731 + 2143.4 / D ** 0.36717) * np.exp(noise * rng.standard_normal(n))
+    return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
+
+
+def _bootstrap_rate(runs, resamples: int, dtype: str, **kwargs) -> dict:
+    """Warm bootstrap of ``resamples`` refits (second call): seconds, fits/s and run-evaluations/s."""
+    fit("chinchilla", runs, bootstrap=resamples, dtype=dtype, **kwargs)
+    res = fit("chinchilla", runs, bootstrap=resamples, dtype=dtype, **kwargs)
+    s = res.timings["bootstrap_s"]
+    evals = res.timings["bootstrap_evaluations"]
+    return {"fits": resamples, "runs": int(res.n_runs[0]), "seconds": s, "fits_per_s": resamples / s,
+            "run_evaluations": evals, "run_evaluations_per_s": evals / s}
+
+
+def throughput(max_fits: int = 100_000, run_counts=(30, 100, 300, 1000, 3000), fits_per_count: int = 1000,
+               dtype: str = "float64") -> dict:
+    """Bootstrap refits of the Chinchilla law: against batch size (1 to ``max_fits`` resamples of Epoch's 240
+    runs) and against runs per fit (``fits_per_count`` resamples of synthetic tables of ``run_counts`` runs),
+    with the arithmetic floor: measured peak / flops per evaluation."""
+    runs = datasets.load_chinchilla()
+    sizes = [b for b in (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000) if b <= max_fits]
+    batch = [_bootstrap_rate(runs, b, dtype) for b in sizes]
+    by_runs = [_bootstrap_rate(synthetic_chinchilla(n, seed=n), fits_per_count, dtype) for n in run_counts]
+    peak, cost = measured_peak(dtype), flops_per_evaluation("chinchilla", 240, dtype)
+    seconds_per_eval = cost["flops"] / peak["fma_flops_per_s"] + cost["transcendentals"] / peak["exp_per_s"]
+    floor = 1.0 / seconds_per_eval
+    best = max(batch + by_runs, key=lambda r: r["run_evaluations_per_s"])
+    rows = [_row(f"bootstrap refits, batch {r['fits']:,} x {r['runs']} runs", r["seconds"],
+                 note=f"{r['fits_per_s']:.3g} fits/s, {r['run_evaluations_per_s']:.3g} run-evaluations/s")
+            for r in batch + by_runs]
+    rows.append(_row("arithmetic floor (measured peak / XLA's flops per run-evaluation)", float("nan"),
+                     note=f"{cost['flops']:.0f} flops + {cost['transcendentals']:.0f} transcendentals per "
+                          f"evaluation; peak {peak['fma_flops_per_s']:.3g} FMA-flops/s, {peak['exp_per_s']:.3g} exp/s: "
+                          f"{floor:.3g} run-evaluations/s; best measured {best['run_evaluations_per_s']:.3g} "
+                          f"({best['run_evaluations_per_s'] / floor:.1%} of the floor)"))
+    return {"dtype": dtype, "batch": batch, "runs_per_fit": by_runs, "peak": peak, "cost_per_evaluation": cost,
+            "floor_run_evaluations_per_s": floor, "rows": rows}
+
+
+def _plain_nuts(law, frame, chains: int, draws: int, warmup: int, seed: int = 0) -> dict:
+    """NumPyro's NUTS with its defaults (diagonal mass, uniform init, target 0.8) on the same model and
+    priors as :func:`atlas_jax.posterior`; wall time includes compilation, as atlas-jax's sampling time does."""
+    from numpyro.infer import MCMC, NUTS
+
+    data, prior = flat_data(law, frame, None), prior_table(law)
+    model = lambda log_y: law_model(law, {k: jnp.asarray(v) for k, v in data.features.items()},
+                                    jnp.asarray(data.group), 1, prior["loc"].to_numpy(), prior["scale"].to_numpy(),
+                                    log_y)
+    method, _ = _chain_method(chains)
+    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
+                progress_bar=False)
+    t = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(data.log_y), extra_fields=("diverging",))
+    samples = mcmc.get_samples(group_by_chain=True)
+    seconds = time.perf_counter() - t
+    x = np.concatenate([np.asarray(samples["theta"]).reshape(chains, draws, -1),
+                        np.asarray(samples["sigma"]).reshape(chains, draws, -1)], axis=-1)
+    rhat, ess = rank_diagnostics(x)
+    return {"seconds": seconds, "ess_min": float(np.min(ess)), "r_hat_max": float(np.max(rhat)),
+            "divergences": int(np.sum(mcmc.get_extra_fields()["diverging"]))}
+
+
+def nuts(chains: int = 4, draws: int = 1000, reference: bool = True, hierarchical: bool = True) -> dict:
+    """Bulk effective samples per second (smallest over parameters): the Chinchilla posterior on Epoch's data,
+    atlas-jax against plain NumPyro NUTS; and the hierarchical ATLAS posterior of the campaign (issue 4)."""
+    runs = datasets.load_chinchilla().frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = posterior("chinchilla", runs, chains=chains, draws=draws, warmup=draws, seed=0)
+    d, s = post.diagnostics, post.timings["sampling_s"]
+    rec = {"chinchilla": {"seconds": s, "total_s": sum(post.timings.values()), "ess_min": d["ess_min"],
+                          "r_hat_max": d["r_hat_max"], "divergences": d["divergences"]}}
+    rows = [_row(f"NUTS, Chinchilla on Epoch's 240 runs, {chains} x {draws} draws", s, note=
+                 f"min bulk ESS {d['ess_min']:.0f} ({d['ess_min'] / s:.0f}/s), r-hat {d['r_hat_max']:.3f}, "
+                 f"{d['divergences']} divergences")]
+    if reference:
+        plain = _plain_nuts(get_law("chinchilla"), runs, chains, draws, draws)
+        rec["chinchilla_numpyro_defaults"] = plain
+        ratio = (d["ess_min"] / s) / (plain["ess_min"] / plain["seconds"])
+        rows[0].update(reference_s=plain["seconds"], ratio=ratio, note=rows[0]["note"] +
+                       f"; NumPyro defaults: ESS {plain['ess_min']:.0f} ({plain['ess_min'] / plain['seconds']:.1f}/s), "
+                       f"r-hat {plain['r_hat_max']:.3f}, {plain['divergences']} divergences; ratio of ESS/s")
+    if hierarchical:
+        frame = datasets.load_campaign()[0].frame
+        keep = (frame["regime"] == "pretrain") & frame["language"].isin(CAMPAIGN_TARGETS) & (frame["group"] != "scratch")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hp, wall = _timed(posterior, "atlas", frame[keep].reset_index(drop=True), group_by="language",
+                              hierarchical=True, chains=chains, draws=draws, warmup=draws, seed=0)
+        hd = hp.diagnostics
+        rec["hierarchical_atlas"] = {"wall_s": wall, "timings": hp.timings, "ess_min": hd["ess_min"],
+                                     "r_hat_max": hd["r_hat_max"], "divergences": hd["divergences"],
+                                     "languages": list(hp.groups)}
+        rows.append(_row(f"NUTS, hierarchical ATLAS, {len(hp.groups)} languages, {int(keep.sum())} runs, "
+                         f"{chains} x {draws} draws (all steps)", wall, note=
+                         f"target 60 s on 2 CPU cores; min bulk ESS {hd['ess_min']:.0f} "
+                         f"({hd['ess_min'] / hp.timings['sampling_s']:.0f}/s of sampling), r-hat {hd['r_hat_max']:.3f}, "
+                         f"{hd['divergences']} divergences"))
+    rec["rows"] = rows
+    return rec
+
+
+def campaign_runs() -> pd.DataFrame:
+    """The bundled campaign's pretraining rows of its 7 target languages (1,070 runs)."""
+    frame = datasets.load_campaign()[0].frame
+    keep = (frame["regime"] == "pretrain") & frame["language"].isin(CAMPAIGN_TARGETS) & (frame["group"] != "scratch")
+    return frame[keep].reset_index(drop=True)
+
+
+def _scipy_seconds_per_fit(law, runs, result, n_fits: int, seed: int = 0) -> dict:
+    """Mean wall time of one scipy L-BFGS-B fit (objective and gradient compiled by ``jax.jit``), from grid
+    starts (all runs) and as bootstrap refits (from the estimate)."""
+    import scipy.optimize
+
+    rng = np.random.default_rng(seed)
+    times = {"grid": [], "bootstrap": []}
+    grid = law.start_grid()
+    for g, lang in enumerate(result.groups):
+        sub = runs[runs["language"] == lang].reset_index(drop=True)
+        x = {k: jnp.asarray(v) for k, v in law.features(sub).items()}
+        log_y = jnp.log(jnp.asarray(sub["loss"].to_numpy(float)))
+        theta0 = np.array([p.to_internal(v) for p, v in zip(law.params, result.estimate[g])])
+
+        @jax.jit
+        def value_and_grad(theta, w, x=x, log_y=log_y):
+            f = lambda th: jnp.sum(w * huber(jax.vmap(lambda xi: law.log_loss(th, xi))(x) - log_y, 1e-3))
+            return jax.value_and_grad(f)(theta)
+
+        value_and_grad(jnp.asarray(theta0), jnp.ones(len(sub)))  # compiled once per language, not timed
+        bounds = [p.bounds for p in law.params]
+        for kind in times:
+            for _ in range(n_fits):
+                if kind == "grid":
+                    w, start = jnp.ones(len(sub)), grid[rng.integers(len(grid))]
+                else:
+                    w = jnp.asarray(np.bincount(rng.integers(0, len(sub), len(sub)), minlength=len(sub)), float)
+                    start = theta0
+                fun = lambda th, w=w, vg=value_and_grad: tuple(np.asarray(a, float) for a in vg(jnp.asarray(th), w))
+                t = time.perf_counter()
+                scipy.optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds)
+                times[kind].append(time.perf_counter() - t)
+    return {k: float(np.mean(v)) for k, v in times.items()}
+
+
+def campaign(resamples: int = 1000, scipy_fits: int = 5, reference: bool = True, dtype: str = "float64") -> dict:
+    """Each law is one ``fit(law, runs, group_by="language", bootstrap=B)`` (warm: the second call). The
+    reference is the loop one would write with scipy, L-BFGS-B per law, language, start and resample with
+    a jit-compiled objective and gradient; its time per fit is measured on ``scipy_fits`` grid starts and
+    resamples per law and language and multiplied by the number of fits."""
+    runs = campaign_runs()
+    rec, rows = {"rows_in_table": len(runs), "resamples": resamples, "laws": {}}, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in CAMPAIGN_LAWS:
+            law = get_law(name)
+            cold = _timed(fit, law, runs, group_by="language", bootstrap=resamples, dtype=dtype)[1]
+            result = fit(law, runs, group_by="language", bootstrap=resamples, dtype=dtype)
+            G = len(result.groups)
+            row = {"atlas_cold_s": cold, "n_starts": result.n_starts, "n_groups": G,
+                   "atlas_grid_s": result.timings["fit_s"], "atlas_bootstrap_s": result.timings["bootstrap_s"]}
+            if reference:
+                per_fit = _scipy_seconds_per_fit(law, runs, result, scipy_fits)
+                row.update(scipy_grid_s=per_fit["grid"] * result.n_starts * G,
+                           scipy_bootstrap_s=per_fit["bootstrap"] * resamples * G)
+            rec["laws"][name] = row
+            rows += [_row(f"campaign {name}: grid, {G} languages x {result.n_starts:,} starts", row["atlas_grid_s"],
+                          row.get("scipy_grid_s"), f"cold call {cold:.1f} s"),
+                     _row(f"campaign {name}: bootstrap, {G} x {resamples:,} refits", row["atlas_bootstrap_s"],
+                          row.get("scipy_bootstrap_s"), f"scipy time per fit from {scipy_fits} fits per language"
+                          if reference else "")]
+    total = sum(r["atlas_grid_s"] + r["atlas_bootstrap_s"] for r in rec["laws"].values())
+    ref_total = sum(r.get("scipy_grid_s", np.nan) + r.get("scipy_bootstrap_s", np.nan) for r in rec["laws"].values())
+    rows.append(_row(f"campaign, all {len(CAMPAIGN_LAWS)} laws", total, ref_total if reference else None))
+    rec["rows"] = rows
+    return rec
+
+
+def targets(resamples: int = 4000, dtype: str = "float64", repeats: int = 1) -> dict:
+    """``resamples`` x 4,500 starts of the Chinchilla fit on Epoch's data: every resample refitted by the full
+    screen-then-polish multi-start (``fit(..., bootstrap_multistart=True)``). Target on one H100/H200: 4,000 x
+    4,500 (18 million fits) in at most 60 s, at least 1e9 run-evaluations/s."""
+    runs = datasets.load_chinchilla()
+    cold = fit("chinchilla", runs, bootstrap=resamples, bootstrap_multistart=True, dtype=dtype)
+    warm = [fit("chinchilla", runs, bootstrap=resamples, bootstrap_multistart=True, dtype=dtype)
+            for _ in range(repeats)]
+    res = min(warm, key=lambda r: r.timings["bootstrap_s"])
+    s, evals = res.timings["bootstrap_s"], res.timings["bootstrap_evaluations"]
+    fits = resamples * res.n_starts
+    ok = np.isin(res.sample_status, (0, 3)).mean()
+    rec = {"dtype": dtype, "resamples": resamples, "starts": res.n_starts, "fits": fits, "seconds": s,
+           "cold_s": cold.timings["bootstrap_s"], "run_evaluations": evals, "run_evaluations_per_s": evals / s,
+           "fits_per_s": fits / s, "converged_share": float(ok),
+           "intervals": {p: res.interval(p) for p in res.names[0]}, "estimate": res.params(),
+           "target": {"fits": 18_000_000, "seconds": 60.0, "run_evaluations_per_s": 1e9}}
+    rec["rows"] = [_row(f"multi-start bootstrap, {resamples:,} resamples x {res.n_starts:,} starts "
+                        f"({fits / 1e6:.3g} million fits, {dtype})", s, note=
+                        f"{evals / s:.3g} run-evaluations/s, {fits / s:.3g} fits/s; cold {rec['cold_s']:.1f} s; "
+                        f"target (H100/H200): 18 million fits in 60 s, 1e9 run-evaluations/s")]
+    return rec
+
+
+SUITES: dict[str, Callable[..., dict]] = {"epoch": epoch, "throughput": throughput, "nuts": nuts,
+                                          "campaign": campaign, "targets": targets}
