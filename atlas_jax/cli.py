@@ -204,7 +204,8 @@ def bench_cmd(
                                                              "nuts, campaign, targets."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for bench.json, BENCHMARKS.md and "
                                                                   "throughput.png."),
-    dtype: str = typer.Option("float64", "--dtype", help="Solver arithmetic: float64 or float32."),
+    dtype: str = typer.Option("float64", "--dtype", help="Solver arithmetic: float64, float32 or mixed (float32 "
+                                                         "screening, float64 polish)."),
     quick: bool = typer.Option(False, "--quick", help="Small settings: a smoke test in about a minute."),
     no_reference: bool = typer.Option(False, "--no-reference", help="Skip the scipy/NumPyro reference recipes."),
     resamples: Optional[int] = typer.Option(None, "--targets-resamples",
@@ -213,12 +214,13 @@ def bench_cmd(
 ):
     """Benchmark suites against their reference recipes; print the table and write results and plot to DIR."""
     from atlas_jax.bench import SUITES, run_suites
+    from atlas_jax.engine.batch import DTYPES
 
     options = {"targets": {} if resamples is None else {"resamples": resamples},
                "throughput": {} if max_fits is None else {"max_fits": max_fits}}
     try:
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"--dtype: expected float64 or float32, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
         run_suites(suites or list(SUITES), out, dtype=dtype, quick=quick, reference=not no_reference,
                    options=options)
     except ValueError as err:

@@ -13,6 +13,10 @@ LAPACK kernels do, and deadlocked the 2-core machine, so no computation in atlas
 
 ``$ATLAS_JAX_CPU_DEVICES`` sets the number of CPU devices (1: JAX's default); a count the user gave JAX
 (config or ``XLA_FLAGS``) is kept. Accelerators are unaffected.
+
+Several processes (hosts) join one computation through ``jax.distributed.initialize`` (README, "Multi-host");
+:func:`batch_mesh` then spans every process's devices and :func:`replicated` builds global arrays from
+each process's own copy of the data.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["configure_cpu", "CPU_DEVICES_ENV"]
+__all__ = ["configure_cpu", "CPU_DEVICES_ENV", "batch_mesh", "replicated"]
 
 CPU_DEVICES_ENV = "ATLAS_JAX_CPU_DEVICES"
 
@@ -42,3 +48,18 @@ def configure_cpu() -> int | None:
     except RuntimeError:  # JAX has run something: its devices are fixed
         return None
     return n
+
+
+def batch_mesh(n: int) -> jax.sharding.Mesh:
+    """A one-axis mesh ``batch`` over the first ``n`` devices of all processes."""
+    return jax.make_mesh((n,), ("batch",), devices=jax.devices()[:n])
+
+
+def replicated(a, n: int, dtype=None) -> jax.Array:
+    """``a`` for a computation over the first ``n`` devices: a device array in a single process; under
+    ``jax.distributed``, a global array replicated over the mesh, built from this process's copy of ``a``
+    (every process must pass the same values)."""
+    a = np.asarray(a, dtype)
+    if jax.process_count() == 1:
+        return jnp.asarray(a)
+    return jax.make_array_from_callback(a.shape, jax.NamedSharding(batch_mesh(n), jax.P()), lambda idx: a[idx])

@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data.runs import RunTable, validate_runs
+from ..devices import batch_mesh, replicated
 from ..laws import get_law
 from ..laws.spec import Law
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
@@ -38,6 +39,7 @@ from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_si
 __all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch"]
 
 ALL = "all"
+DTYPES = ("float64", "float32", "mixed")
 
 
 def require_x64() -> None:
@@ -119,41 +121,44 @@ def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offs
     ``phi0[0, s]`` for starts shared by every row (phi0 [1, S, q]). Problems past R x S repeat the last.
     Returns :class:`Solution` arrays with leading axis ``count``.
 
-    The problems are split into ``devices`` contiguous blocks, one per local device (``jax.shard_map``);
+    The problems are split into ``devices`` contiguous blocks, one per device (``jax.shard_map``; under
+    ``jax.distributed`` the devices of every process, with the inputs replicated, :mod:`atlas_jax.devices`);
     each device's problems share one slot pool, so problems that converge slowly do not hold the others'
     slots idle. Every problem is solved on its own, so the split changes results only in their last bits
     (XLA vectorises other pool sizes differently). In float32 the convergence tolerances are 1e-6.
     """
-    single = phi0.dtype == jnp.float32
-    cfg = Config(lower, upper, delta=delta, max_steps=max_steps,
-                 ftol=1e-6 if single else 1e-10, xtol=1e-6 if single else 1e-11)
     R, S, q = weights.shape[0], phi0.shape[1], phi0.shape[2]
     per_device = -(-count // devices)
-
-    def residual(phi, g):
-        theta = offset + basis @ phi
-        x = jax.tree.map(lambda a: a[g], features)
-        return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
-
-    def problem(i):
-        i = jnp.minimum(i, R * S - 1)
-        r, s = i // S, i % S
-        return phi0[jnp.where(phi0.shape[0] == 1, 0, r), s], weights[r], row_group[r]
-
     slots = pool_size(per_device, 8 * log_y.shape[1] * (q + 2 + len(features)))  # weights, residual, Jacobian, features
 
-    def solve(lo):
-        return solve_many(residual, lambda i: problem(lo[0] + i), per_device, cfg, slots=slots,
-                          on_finish=_tick if progress else None)
+    def solve(lo, data):  # every array an argument: shard_map cannot close over arrays on a global mesh
+        features, log_y, weights, row_group, phi0, basis, offset, lower, upper = data
+        single = phi0.dtype == jnp.float32
+        cfg = Config(lower, upper, delta=delta, max_steps=max_steps,
+                     ftol=1e-6 if single else 1e-10, xtol=1e-6 if single else 1e-11)
+
+        def residual(phi, g):
+            theta = offset + basis @ phi
+            x = jax.tree.map(lambda a: a[g], features)
+            return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
+
+        def problem(i):
+            i = jnp.minimum(lo[0] + i, R * S - 1)
+            r, s = i // S, i % S
+            return phi0[jnp.where(phi0.shape[0] == 1, 0, r), s], weights[r], row_group[r]
+
+        return solve_many(residual, problem, per_device, cfg, slots=slots, on_finish=_tick if progress else None)
 
     lo = first + per_device * jnp.arange(devices)
+    data = (features, log_y, weights, row_group, phi0, basis, offset, lower, upper)
     if devices > 1:
-        mesh = jax.make_mesh((devices,), ("batch",), devices=jax.local_devices()[:devices])
-        sharded = jax.shard_map(solve, mesh=mesh, in_specs=jax.P("batch"), out_specs=jax.P("batch"), check_vma=False)
+        mesh = batch_mesh(devices)
+        sharded = jax.shard_map(solve, mesh=mesh, in_specs=(jax.P("batch"), jax.P()), out_specs=jax.P("batch"),
+                                check_vma=False)
         out = jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())),
-                           sharded(jax.reshard(lo, jax.NamedSharding(mesh, jax.P("batch")))))
+                           sharded(jax.reshard(lo, jax.NamedSharding(mesh, jax.P("batch"))), data))
     else:
-        out = solve(lo)
+        out = solve(lo, data)
     return jax.tree.map(lambda a: a[:count], out)
 
 
@@ -195,21 +200,26 @@ def fit(
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
         weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
             runs with positive weight and keep their weights.
-        devices: local devices the fits are split over (default: all; on a CPU, every core is one,
-            :mod:`atlas_jax.devices`); the results depend on it only in their last bits.
+        devices: devices the fits are split over (default: all; on a CPU, every core is one, and under
+            ``jax.distributed`` every process's devices, which needs all of them, :mod:`atlas_jax.devices`);
+            the results depend on it only in their last bits.
         memory_budget: bytes of weights, starts and solutions per compiled call (default 1 GiB); larger
             batches (many starts or resamples) run in chunks of equal size (same results to the last bits).
         bootstrap_multistart: refit every resample by the full screen-then-polish multi-start (S starts per
             resample) instead of from the group's estimate.
-        dtype: ``"float64"`` (default) or ``"float32"``, the solver's arithmetic; float32 is for accelerator
-            throughput (tolerances 1e-6), its accuracy is checked against float64 in BENCHMARKS.md.
+        dtype: the solver's arithmetic: ``"float64"`` (default); ``"float32"`` throughout (accelerator
+            throughput, tolerances 1e-6); or ``"mixed"``, float32 for screening the starts and float64 for
+            polishing and bootstrap refits from the estimate. Accuracy against float64: BENCHMARKS.md.
         progress: show progress bars (finished fits) on stderr.
     """
     require_x64()
-    available = jax.local_device_count()
+    available = jax.device_count()
     devices = available if devices is None else devices
     if int(devices) != devices or not 1 <= devices <= available:
-        raise ValueError(f"devices: expected an integer from 1 to {available} (the local devices), got {devices}")
+        raise ValueError(f"devices: expected an integer from 1 to {available} (the devices), got {devices}")
+    if jax.process_count() > 1 and devices != available:
+        raise ValueError(f"devices: under jax.distributed the fits span all {available} devices of the "
+                         f"{jax.process_count()} processes; got {devices}")
     devices = int(devices)
     timings = {}
     t0 = time.perf_counter()
@@ -223,22 +233,27 @@ def fit(
         if n < cons.n_free:
             raise ValueError(f"group {group!r} has {n} run(s) with positive weight; expected at least "
                              f"{cons.n_free} (the free parameters of {law.name!r})")
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
-    features = {k: jnp.asarray(v, dtype) for k, v in data.features.items()}
-    log_y = jnp.asarray(data.log_y, dtype)
-    consts = tuple(jnp.asarray(a, dtype) for a in (cons.basis, cons.offset, cons.lower, cons.upper))
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
+    screen_dtype, polish_dtype = ("float64" if dtype == "float64" else "float32",
+                                  "float32" if dtype == "float32" else "float64")
+    put = lambda a, dt: replicated(a, devices, dt)
+    law_data = {dt: ({k: put(v, dt) for k, v in data.features.items()}, put(data.log_y, dt),
+                     tuple(put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
+                for dt in {screen_dtype, polish_dtype}}
 
-    def solve(w, rows, p0, steps, desc):
-        """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]): arrays [R, S, ...]."""
+    def solve(w, rows, p0, steps, desc, dt=polish_dtype):
+        """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]) in arithmetic ``dt``:
+        arrays [R, S, ...]."""
         (R, n), S = w.shape, p0.shape[1]
+        features, log_y, consts = law_data[dt]
         chunk, span = _chunk_size(R * S, S, n, p0.shape[2], len(p0) == 1, memory_budget)
         parts = []
         with _progress_bar(progress, R * S, desc):
             for lo in range(0, R * S, chunk):
                 take = np.minimum(np.arange(lo // S, lo // S + span), R - 1)  # rows of this chunk: one compilation
-                sol = solve_batch(law.log_loss, features, log_y, jnp.asarray(w[take], dtype), jnp.asarray(rows[take]),
-                                  jnp.asarray(p0[take] if len(p0) > 1 else p0, dtype), *consts, delta, steps,
+                sol = solve_batch(law.log_loss, features, log_y, put(w[take], dt), put(rows[take], None),
+                                  put(p0[take] if len(p0) > 1 else p0, dt), *consts, delta, steps,
                                   lo - take[0] * S, chunk, progress=progress, devices=devices)
                 parts.append(jax.tree.map(lambda a: np.asarray(a)[:min(chunk, R * S - lo)], sol))
         sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
@@ -250,7 +265,7 @@ def fit(
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
     groups = np.arange(len(data.groups))
-    best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps)
+    best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
     timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
     warnings_ = list(table.warnings) + _status_warnings(data.groups, best, cons)
 
@@ -261,7 +276,7 @@ def fit(
         G, B, n = counts.shape
         rows, w = np.repeat(groups, B), counts.reshape(G * B, n)
         if bootstrap_multistart:
-            boot = _multistart(solve, w, rows, phi_starts, screen_steps, keep, max_steps, "bootstrap ")
+            boot = _multistart(solve, w, rows, phi_starts, screen_steps, keep, max_steps, screen_dtype, "bootstrap ")
         else:
             boot = jax.tree.map(lambda a: a[:, 0], solve(w, rows, best.params[rows, None, :], max_steps, "bootstrap"))
         boot = jax.tree.map(lambda a: a.reshape((G, B) + a.shape[1:]), boot)
@@ -300,12 +315,13 @@ def _chunk_size(total: int, S: int, n: int, q: int, shared: bool, memory_budget:
     return chunk, min(-(-total // S), chunk // S + 2)
 
 
-def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps, desc="") -> Solution:
-    """Screen every start for ``screen_steps`` steps, polish the ``keep`` best per row, return each row's best."""
+def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps, screen_dtype, desc="") -> Solution:
+    """Screen every start for ``screen_steps`` steps (in ``screen_dtype``), polish the ``keep`` best per row,
+    return each row's best."""
     R, S = len(weights), len(phi_starts)
     starts = phi_starts[None]
     if S > keep:
-        screen = solve(weights, rows, starts, screen_steps, desc + "screening starts")
+        screen = solve(weights, rows, starts, screen_steps, desc + "screening starts", screen_dtype)
         order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1,
                            kind="stable")[:, :keep]
         starts = np.take_along_axis(screen.params, order[:, :, None], axis=1)

@@ -1,0 +1,60 @@
+"""The benchmark suite's accounting and outputs (``atlas-jax bench``), not its timings."""
+
+import json
+
+import numpy as np
+import pytest
+
+import atlas_jax as aj
+from atlas_jax.bench import run_suites
+from atlas_jax.bench.report import markdown, plot_throughput
+from atlas_jax.bench.suites import flops_per_evaluation, measured_peak
+from atlas_jax.engine.solver import MAX_STEPS
+
+
+def test_run_evaluations_count_every_run_at_every_step():
+    """10 far starts, no screening (keep=10), 3 steps each: every fit evaluates its start and 3 trials at all
+    240 runs, 10 x 4 x 240 run-evaluations; 5 resamples refitted for 3 steps add 5 x 4 x 240."""
+    runs = aj.load_chinchilla()
+    starts = aj.get_law("chinchilla").start_grid()[::450]
+    with pytest.warns(UserWarning, match="did not converge"):
+        res = aj.fit("chinchilla", runs, starts=starts, keep=10, max_steps=3, bootstrap=5)
+    assert res.status == ("max_steps",) and np.all(res.sample_status == MAX_STEPS)
+    assert res.timings["fit_evaluations"] == 10 * 4 * 240
+    assert res.timings["bootstrap_evaluations"] == 5 * 4 * 240
+
+
+def test_flop_count_and_peak_are_plausible():
+    """XLA counts ~200-260 flops and 4 transcendentals (exp of the two power terms, log of the sum, and one
+    more) per Chinchilla run-evaluation; the measured FMA peak is positive and below 1e15 flops/s."""
+    cost = flops_per_evaluation("chinchilla", 240)
+    assert 150 < cost["flops"] < 400 and 2 <= cost["transcendentals"] <= 8
+    peak = measured_peak(repeats=1)
+    assert 1e8 < peak["fma_flops_per_s"] < 1e15 and 1e6 < peak["exp_per_s"] < 1e14
+
+
+def test_targets_suite_writes_json_table_atomically(tmp_path):
+    rec = run_suites(["targets"], tmp_path / "out", quick=True)
+    t = rec["suites"]["targets"]
+    assert t["fits"] == 2 * 4500 and t["converged_share"] == 1.0
+    assert t["run_evaluations"] > t["fits"] * 11 * 240 * 0.9  # 10 screening steps + the start, most fits
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved["suites"]["targets"]["fits"] == 9000 and saved["dtype"] == "float64"
+    table = (tmp_path / "out" / "BENCHMARKS.md").read_text()
+    assert "multi-start bootstrap, 2 resamples x 4,500 starts" in table and saved["date"] in table
+    with pytest.raises(ValueError, match="unknown suite"):
+        run_suites(["nope"], tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_markdown_and_plot(tmp_path):
+    row = lambda b, a, r: {"benchmark": b, "atlas_s": a, "reference_s": r, "ratio": r / a if r else None, "note": "n"}
+    batch = [{"fits": f, "runs": 240, "fits_per_s": 10.0 * f, "run_evaluations_per_s": 2400.0 * f} for f in (1, 10)]
+    record = {"date": "2026-11-26", "device": "cpu:0", "machine": "test", "jax": "0", "dtype": "float64",
+              "suites": {"epoch": {"rows": [row("grid", 0.5, 50.0, ), row("cold", 2.0, None)]},
+                         "throughput": {"batch": batch, "runs_per_fit": batch, "floor_run_evaluations_per_s": 1e6,
+                                        "rows": []}}}
+    table = markdown(record)
+    assert "| epoch | grid | 50 s | 0.5 s | 100.0x | n |" in table and "| epoch | cold | - | 2 s | - | n |" in table
+    plot_throughput(record["suites"]["throughput"], tmp_path / "t.png", "title")
+    assert (tmp_path / "t.png").stat().st_size > 10_000
