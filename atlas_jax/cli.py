@@ -1,4 +1,4 @@
-"""Command-line interface: ``atlas-jax fit``, ``posterior``, ``plan`` and ``bench``."""
+"""Command-line interface: ``atlas-jax fit``, ``posterior``, ``plan``, ``plot`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -196,6 +196,122 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     typer.echo(f"{chains} chains x {draws} draws, {post.diagnostics['divergences']} divergences, "
                f"max r_hat {post.diagnostics['r_hat_max']:.4f}, min bulk ESS {post.diagnostics['ess_min']:.0f}; "
                f"wrote {out}/posterior.nc, summary.csv, derived.csv and posterior.json")
+
+
+class PlotKind(str, Enum):
+    loss = "loss"
+    residuals = "residuals"
+    transfer = "transfer"
+    frontier = "frontier"
+    crossover = "crossover"
+    posterior_pairs = "posterior-pairs"
+    posterior_forest = "posterior-forest"
+
+
+@app.command("plot")
+def plot_cmd(
+    kind: PlotKind = typer.Argument(..., help="Figure: loss and residuals (of a fit of RUNS), transfer (matrix), "
+                                              "frontier (iso-loss), crossover (of RUNS' curves), posterior-pairs "
+                                              "and posterior-forest (of a posterior.nc)."),
+    source: Optional[str] = typer.Argument(None, help="RUNS (loss, residuals, crossover; default atlas-campaign for "
+                                                      "crossover), a transfer-matrix CSV (transfer; default the "
+                                                      "paper's) or a posterior.nc written by `atlas-jax posterior`."),
+    out: Path = typer.Option(..., "--out", help="Output file, .png or .svg."),
+    law: Optional[LawName] = typer.Option(None, "--law", help="Law to fit (loss, residuals)."),
+    x: str = typer.Option("params", "--x", help="loss: horizontal axis, params (N) or tokens (D)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
+    group: Optional[str] = typer.Option(None, "--group", help="Group (e.g. language) to draw."),
+    language: Optional[str] = typer.Option(None, "--language", help="crossover: language of the curves."),
+    size: Optional[float] = typer.Option(None, "--params", help="crossover: model size N (default the smallest)."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind intervals."),
+    exponents: Optional[str] = typer.Option(None, "--exponents", help="frontier: alpha,beta,phi,psi "
+                                                                        "(default the paper's 0.453,0.147,0.11,-0.04)."),
+    params: Optional[str] = typer.Option(None, "--param-names", help="posterior plots: parameters, P1,P2,..."),
+    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+):
+    """Draw one figure and save it to FILE (PNG or SVG, written atomically)."""
+    try:
+        _plot(kind.value, source, out, law.value if law else None, x, group_by, group, language, size, bootstrap,
+              exponents, params, columns or [])
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"wrote {out}")
+
+
+def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap, exponents, params, columns):
+    import os
+    import tempfile
+    import warnings
+
+    import pandas as pd
+
+    import atlas_jax
+    from atlas_jax import figures
+    from atlas_jax.data.runs import parse_column_mapping
+
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"--out {out}: expected a .png or .svg file")
+    names = [p.strip() for p in params.split(",")] if params else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if kind in ("loss", "residuals"):
+            if source is None or law is None:
+                raise ValueError(f"plot {kind} needs RUNS and --law")
+            frame = _read_runs(source, parse_column_mapping(columns))
+            if law == "atlas":
+                law = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
+            result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap)
+            fig = figures.loss_fit(result, frame, x=x, group=group, group_by=group_by) if kind == "loss" else \
+                figures.residuals(result, frame, group=group, group_by=group_by)
+        elif kind == "transfer":
+            fig = figures.transfer_heatmap(None if source is None else pd.read_csv(source, index_col=0))
+        elif kind == "frontier":
+            try:
+                values = [float(v) for v in exponents.split(",")] if exponents else []
+            except ValueError:
+                raise ValueError(f"--exponents {exponents}: expected four numbers alpha,beta,phi,psi") from None
+            if exponents and len(values) != 4:
+                raise ValueError(f"--exponents {exponents}: expected four numbers alpha,beta,phi,psi")
+            fig = figures.frontier(*values)
+        elif kind == "crossover":
+            from atlas_jax.analysis import fit_crossovers
+
+            if language is None:
+                raise ValueError("plot crossover needs --language")
+            frame = _read_runs(source or "atlas-campaign", parse_column_mapping(columns))
+            if "regime" not in frame.columns:
+                raise ValueError("plot crossover: the runs need a 'regime' column (pretrain/finetune curves)")
+            curves = frame[(frame["language"].astype(str) == language) & frame["regime"].isin(["pretrain", "finetune"])]
+            if "group" in curves.columns:
+                curves = curves[curves["group"].isin(["scratch", "finetune"])]
+            if curves.empty:
+                raise ValueError(f"plot crossover: no pretrain/finetune curves for language {language!r}")
+            if "params" in curves.columns:
+                sizes = sorted(curves["params"].unique())
+                pick = sizes[0] if size is None else size
+                if pick not in sizes:
+                    raise ValueError(f"--params {size:g}: {language} has curves at {', '.join(f'{v:.4g}' for v in sizes)}")
+                curves = curves[curves["params"] == pick]
+            row = fit_crossovers(curves, bootstrap=bootstrap).iloc[0]
+            fig = figures.crossover(row, curves)
+        else:
+            from atlas_jax.bayes.result import _arviz
+
+            if source is None or not Path(source).exists():
+                raise ValueError(f"plot {kind} needs a posterior.nc written by `atlas-jax posterior`, got {source!r}")
+            idata = _arviz().from_netcdf(source)
+            fig = figures.posterior_pairs(idata, group=group, params=names) if kind == "posterior-pairs" else \
+                figures.posterior_forest(idata, params=names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @app.command("bench")

@@ -1,0 +1,236 @@
+"""Figures (matplotlib). Every function takes ``ax=`` (an Axes to draw into; a new figure by default) and
+returns the Figure; none calls ``plt.show()``.
+
+- :func:`loss_fit`: observed loss against N or D with the fitted loss and its bootstrap interval at every run.
+- :func:`residuals`: log residuals against fitted loss, with the Huber threshold.
+- :func:`transfer_heatmap`: the cross-lingual transfer matrix (target rows x source columns).
+- :func:`frontier`: iso-loss frontiers for r times the languages (Longpre et al. 2026, section 4).
+- :func:`crossover`: pretrain-from-scratch and finetune curves with the crossover D* and its interval.
+- :func:`posterior_pairs`, :func:`posterior_forest`: posterior pair and forest plots through ArviZ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .analysis.curse import expansion_multipliers, iso_loss_frontier
+from .analysis.transfer import load_transfer_matrix
+from .engine.result import FitResult, group_index
+from .laws import get_law
+from .laws.curve import curve_loss
+
+__all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
+           "posterior_forest", "KINDS"]
+
+AXIS_LABELS = {"params": "N (parameters)", "tokens": "D (training tokens)"}
+
+
+def _axes(ax, figsize=(6.4, 4.4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        return fig, ax
+    return ax.figure, ax
+
+
+def _group_frame(result: FitResult, runs, group: str | None, group_by: str | None) -> tuple[int, pd.DataFrame]:
+    frame = runs.frame if hasattr(runs, "frame") else runs
+    g = group_index(result.groups, group)
+    if len(result.groups) > 1:
+        if group_by is None or group_by not in frame.columns:
+            raise ValueError(f"the fit has {len(result.groups)} groups: give group_by, the column that defined them "
+                             f"(columns: {', '.join(map(str, frame.columns))})")
+        frame = frame[frame[group_by].astype(str) == result.groups[g]]
+    return g, frame.reset_index(drop=True)
+
+
+def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fitted loss at every run [n], and the ``level`` interval over the bootstrap refits [2, n] (None without)."""
+    law = get_law(result.law)
+    x = {k: jnp.asarray(v) for k, v in law.features(frame).items()}
+    to_internal = lambda public: np.stack([p.to_internal(public[..., j]) for j, p in enumerate(law.params)], -1)
+    one = jax.jit(jax.vmap(lambda th: jax.vmap(lambda xi: law.log_loss(th, xi))(x)))
+    point = np.exp(np.asarray(one(jnp.asarray(to_internal(result.estimate[g][None])))))[0]
+    if result.samples is None:
+        return point, None
+    ok = np.isin(result.sample_status[g], (0, 3))
+    draws = np.exp(np.asarray(one(jnp.asarray(to_internal(result.samples[g][ok])))))
+    tail = 50.0 * (1.0 - level)
+    return point, np.percentile(draws, [tail, 100.0 - tail], axis=0)
+
+
+def loss_fit(result: FitResult, runs, *, x: str = "params", group: str | None = None, group_by: str | None = None,
+             level: float = 0.95, ax=None):
+    """Observed loss of every run against ``x`` (``params`` N or ``tokens`` D), with the fitted loss at that run
+    and, when ``result`` is bootstrapped, its ``level`` interval over the refits (vertical bars)."""
+    if x not in AXIS_LABELS:
+        raise ValueError(f"x: expected 'params' or 'tokens', got {x!r}")
+    g, frame = _group_frame(result, runs, group, group_by)
+    point, band = _predicted(result, g, frame, level)
+    fig, ax = _axes(ax)
+    xs = frame[x].to_numpy(float)
+    order = np.argsort(xs)
+    ax.scatter(xs, frame["loss"], s=14, c="k", alpha=0.6, label="observed", zorder=3)
+    if band is not None:
+        ax.errorbar(xs[order], point[order], yerr=np.abs(band[:, order] - point[order]), fmt="none", ecolor="C1",
+                    alpha=0.7, lw=1.5, label=f"{level:.0%} bootstrap interval ({result.samples.shape[1]} refits)")
+    ax.scatter(xs, point, s=10, marker="x", c="C0", label="fitted", zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel(AXIS_LABELS[x])
+    ax.set_ylabel("loss (nats/token)")
+    where = "" if len(result.groups) == 1 else f", {result.groups[g]}"
+    ax.set_title(f"{result.law}: loss vs {'N' if x == 'params' else 'D'}{where}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def residuals(result: FitResult, runs, *, group: str | None = None, group_by: str | None = None, ax=None):
+    """Log residuals log L - log L_hat of every run against the fitted loss; dashed lines at the Huber
+    threshold +-delta (residuals beyond it count linearly in the objective)."""
+    g, frame = _group_frame(result, runs, group, group_by)
+    point, _ = _predicted(result, g, frame, 0.95)
+    r = np.log(frame["loss"].to_numpy(float)) - np.log(point)
+    fig, ax = _axes(ax)
+    ax.scatter(point, r, s=14, c="k", alpha=0.7)
+    ax.axhline(0.0, c="C0", lw=1)
+    for s in (-1, 1):
+        ax.axhline(s * result.delta, c="C3", ls="--", lw=1, label=f"Huber delta = {result.delta:g}" if s > 0 else None)
+    ax.set_xlabel("fitted loss (nats/token)")
+    ax.set_ylabel("log residual (observed / fitted)")
+    where = "" if len(result.groups) == 1 else f", {result.groups[g]}"
+    ax.set_title(f"{result.law}: residuals{where} (RMS {np.sqrt(np.mean(r ** 2)):.2e})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def transfer_heatmap(matrix: pd.DataFrame | None = None, *, ax=None):
+    """The transfer matrix (bilingual transfer score of source on target; default the paper's 38 x 38, Fig. C2)
+    as a heatmap, target languages as rows and sources as columns, diverging around 0."""
+    matrix = load_transfer_matrix() if matrix is None else matrix
+    values = matrix.to_numpy(float)
+    fig, ax = _axes(ax, figsize=(9, 8))
+    lim = np.nanmax(np.abs(values))
+    image = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim)
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=7)
+    ax.set_xlabel("source language")
+    ax.set_ylabel("target language")
+    ax.set_title("cross-lingual transfer (bilingual transfer score)")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="transfer score")
+    return fig
+
+
+def frontier(alpha: float = 0.453, beta: float = 0.147, phi: float = 0.11, psi: float = -0.04,
+             r_values: Sequence[float] = (2, 4, 8, 16), *, ax=None):
+    """Iso-loss frontiers: the data multiplier per language t = D'/D against the model multiplier s = N'/N
+    that keep the loss when going from K to rK languages (compute-optimal baseline), with the
+    compute-optimal point of each r marked. Defaults: the paper's fit (alpha 0.453, beta 0.147,
+    phi 0.11, psi -0.04)."""
+    fig, ax = _axes(ax)
+    for k, r in enumerate(r_values):
+        opt = expansion_multipliers(r, alpha, beta, phi, psi)
+        s_opt = float(opt["model"])
+        s = np.geomspace(s_opt / 3, s_opt * 6, 300)
+        t = iso_loss_frontier(r, None, alpha, beta, phi, psi, s)
+        ax.plot(s, t, c=f"C{k}", label=f"r = {r:g}")
+        ax.plot([s_opt], [float(opt["data_per_language"])], "o", c=f"C{k}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model multiplier N'/N")
+    ax.set_ylabel("data multiplier per language D'/D")
+    ax.set_title("iso-loss frontier for r x languages")
+    ax.legend(fontsize=8, title=f"alpha {alpha:g}, beta {beta:g}, phi {phi:g}, psi {psi:g}\ndots: compute-optimal",
+              title_fontsize=8)
+    return fig
+
+
+def crossover(row: pd.Series | dict, curves: pd.DataFrame | None = None, *, tokens=None, ax=None):
+    """Pretrain-from-scratch and finetune loss curves of one language (a row of
+    :func:`atlas_jax.analysis.fit_crossovers`), with the crossover D* and its interval shaded; ``curves``
+    (the checkpoints) are drawn as points."""
+    row = dict(row)
+    d_star, low, high = (float(row[k]) for k in ("crossover_tokens", "ci_low", "ci_high"))
+    finite = [v for v in (d_star, low, high) if np.isfinite(v) and v > 0]
+    span = (min(finite + [1e9]) / 10, max(finite + [1e11]) * 10)
+    d = np.geomspace(*span, 300) if tokens is None else np.asarray(tokens, float)
+    scratch = curve_loss(d, row["E_pretrain"], row["B_pretrain"], row["beta_pretrain"])
+    tune = curve_loss(d, row["E_finetune"], row["B_finetune"], row["beta_finetune"], row["D0_finetune"])
+    fig, ax = _axes(ax)
+    ax.plot(d, scratch, c="C0", label="pretrain from scratch")
+    ax.plot(d, tune, c="C1", label="finetune the multilingual checkpoint")
+    if curves is not None:
+        for regime, c in (("pretrain", "C0"), ("finetune", "C1")):
+            pts = curves[curves["regime"] == regime]
+            ax.scatter(pts["tokens"], pts["loss"], s=10, c=c, alpha=0.6)
+    if np.isfinite(d_star) and d_star > 0:
+        ax.axvline(d_star, c="k", lw=1, label=f"crossover D* = {d_star:.3g} tokens")
+    if np.isfinite(low) and np.isfinite(high):
+        ax.axvspan(max(low, span[0]), min(high, span[1]), color="0.8", alpha=0.6, label="95 % interval of D*")
+    ax.set_xscale("log")
+    ax.set_xlabel(AXIS_LABELS["tokens"])
+    ax.set_ylabel("loss (nats/token)")
+    size = f" at N = {row['params']:.3g}" if "params" in row else ""
+    ax.set_title(f"pretrain vs finetune, {row['language']}{size}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _inference_data(post):
+    return post.to_inference_data() if hasattr(post, "to_inference_data") else post
+
+
+def _posterior_params(idata, params):
+    names = [str(v) for v in idata.posterior["param"].values]
+    unknown = [p for p in params or () if p not in names]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the posterior has {', '.join(names)}")
+    return list(params or names)
+
+
+def posterior_pairs(post, *, group: str | None = None, params: Sequence[str] | None = None, ax=None):
+    """Pairwise posterior draws (ArviZ ``plot_pair``, divergences marked) of one group's public parameters;
+    ``post`` is a :class:`~atlas_jax.bayes.Posterior` or its InferenceData (e.g. ``posterior.nc``); ``ax``
+    a (P - 1) x (P - 1) array of Axes."""
+    from .bayes.result import _arviz
+
+    az, idata = _arviz(), _inference_data(post)
+    gdim = next(d for d in idata.posterior["params"].dims if d not in ("chain", "draw", "param"))
+    groups = [str(v) for v in idata.posterior[gdim].values]
+    g = groups[group_index(tuple(groups), group)]
+    names = _posterior_params(idata, params)
+    size = min(2.2 * len(names), 12)
+    axes = az.plot_pair(idata, var_names=["params"], coords={gdim: [g], "param": names}, divergences=True, ax=ax,
+                        figsize=(size, size), scatter_kwargs={"alpha": 0.3, "s": 4})
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle(f"posterior pairs, {gdim} {g}")
+    return fig
+
+
+def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
+    """94 % HDI of every group's public parameters, one panel per parameter (ArviZ ``plot_forest``, chains
+    combined); ``ax``: one Axes per parameter."""
+    from .bayes.result import _arviz
+
+    az, idata = _arviz(), _inference_data(post)
+    names = _posterior_params(idata, params)
+    if ax is None:
+        height = 1.2 + 0.35 * idata.posterior["params"].shape[2]
+        fig, ax = plt.subplots(1, len(names), figsize=(2.6 * len(names), height), squeeze=False, layout="constrained")
+    axes = np.ravel(ax)
+    if len(axes) != len(names):
+        raise ValueError(f"ax: expected {len(names)} Axes, one per parameter, got {len(axes)}")
+    for a, name in zip(axes, names):
+        az.plot_forest(idata, var_names=["params"], coords={"param": [name]}, combined=True, hdi_prob=0.94, ax=a)
+        a.set_title(name)
+    fig = axes[0].figure
+    fig.suptitle("posterior forest (94 % HDI)")
+    return fig
+
+
+#: ``atlas-jax plot`` kinds.
+KINDS = ("loss", "residuals", "transfer", "frontier", "crossover", "posterior-pairs", "posterior-forest")

@@ -1,0 +1,141 @@
+"""Every figure renders to a non-empty PNG with the expected titles and labels, and draws the numbers it
+should (predictions against ``predict``, the transfer matrix, the published 2x-language multipliers)."""
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import atlas_jax as aj
+from atlas_jax import analysis as an
+from atlas_jax import figures as F
+from atlas_jax.cli import app
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def chin():
+    runs = aj.load_chinchilla()
+    return runs.frame, aj.fit("chinchilla", runs, bootstrap=50, seed=1)
+
+
+@pytest.fixture(scope="module")
+def post():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return aj.posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=100, warmup=100)
+
+
+def _png(fig, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path)
+    assert path.stat().st_size > 15_000
+    return path
+
+
+def test_loss_fit_draws_the_fit_and_its_interval(chin, tmp_path):
+    frame, res = chin
+    fig = F.loss_fit(res, frame)
+    ax = fig.axes[0]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("chinchilla: loss vs N", "N (parameters)",
+                                                                 "loss (nats/token)")
+    fitted = next(c for c in ax.collections if c.get_label() == "fitted").get_offsets()
+    np.testing.assert_allclose(fitted[:, 1], aj.predict("chinchilla", frame, res.params()), rtol=1e-9)
+    np.testing.assert_allclose(fitted[:, 0], frame["params"])
+    _png(fig, tmp_path, "loss_n")
+    fig = F.loss_fit(res, frame, x="tokens")
+    assert fig.axes[0].get_xlabel() == "D (training tokens)"
+    assert "95% bootstrap interval (50 refits)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    with pytest.raises(ValueError, match="x: expected 'params' or 'tokens'"):
+        F.loss_fit(res, frame, x="flops")
+
+
+def test_residuals_are_log_observed_over_fitted(chin, tmp_path):
+    frame, res = chin
+    fig = F.residuals(res, frame)
+    ax = fig.axes[0]
+    r = np.log(frame["loss"]) - np.log(aj.predict("chinchilla", frame, res.params()))
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1], r, rtol=1e-9, atol=1e-12)
+    assert ax.get_title() == f"chinchilla: residuals (RMS {np.sqrt(np.mean(r ** 2)):.2e})"
+    assert ax.get_ylabel() == "log residual (observed / fitted)"
+    _png(fig, tmp_path, "residuals")
+
+
+def test_grouped_fit_needs_group_by(tmp_path):
+    frame = aj.load_campaign()[0].frame
+    runs = frame[(frame["regime"] == "pretrain") & frame["language"].isin(["sw", "yo"]) & (frame["group"] != "scratch")]
+    res = aj.fit("atlas_monolingual", runs, group_by="language")
+    with pytest.raises(ValueError, match="the fit has 2 groups: give group_by"):
+        F.loss_fit(res, runs, group="sw")
+    fig = F.loss_fit(res, runs, group="sw", group_by="language")
+    assert fig.axes[0].get_title() == "atlas_monolingual: loss vs N, sw"
+    assert len(fig.axes[0].collections[0].get_offsets()) == (runs["language"] == "sw").sum()
+
+
+def test_transfer_heatmap_is_the_matrix(tmp_path):
+    matrix = an.load_transfer_matrix()
+    fig = F.transfer_heatmap()
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), matrix.to_numpy(float))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("source language", "target language")
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(matrix.index)
+    _png(fig, tmp_path, "transfer")
+
+
+def test_frontier_marks_the_published_multipliers(tmp_path):
+    """r = 2 with the paper's exponents: model x1.18, total data x1.66 (per language 0.83)."""
+    fig = F.frontier(r_values=(2, 4))
+    ax = fig.axes[0]
+    dot = ax.lines[1].get_xydata()[0]
+    assert dot[0] == pytest.approx(1.18, abs=0.005) and 2 * dot[1] == pytest.approx(1.66, abs=0.005)
+    s, t = ax.lines[0].get_xydata().T  # on the frontier, the loss is unchanged
+    w = 0.147 / (0.453 + 0.147)
+    np.testing.assert_allclose(2 ** 0.11 * w * s ** -0.453 + 2 ** -0.04 * (1 - w) * t ** -0.147, 1.0, rtol=1e-9)
+    assert ax.get_xlabel() == "model multiplier N'/N" and ax.get_title() == "iso-loss frontier for r x languages"
+    _png(fig, tmp_path, "frontier")
+
+
+def test_crossover_plot_marks_d_star(tmp_path):
+    frame = aj.load_campaign()[0].frame
+    curves = frame[frame["group"].isin(["scratch", "finetune"]) & (frame["language"] == "zh")]
+    curves = curves[curves["params"] == curves["params"].min()]
+    row = an.fit_crossovers(curves, bootstrap=20).iloc[0]
+    fig = F.crossover(row, curves)
+    ax = fig.axes[0]
+    vline = next(l for l in ax.lines if l.get_label().startswith("crossover D*"))
+    assert vline.get_xdata()[0] == pytest.approx(row["crossover_tokens"])
+    assert ax.get_title() == f"pretrain vs finetune, zh at N = {row['params']:.3g}"
+    _png(fig, tmp_path, "crossover")
+
+
+def test_posterior_pair_and_forest(post, tmp_path):
+    fig = F.posterior_pairs(post, params=["E", "alpha", "beta"])
+    assert fig._suptitle.get_text() == "posterior pairs, group all"
+    assert len([a for a in fig.axes if a.get_visible()]) >= 3
+    _png(fig, tmp_path, "pairs")
+    fig = F.posterior_forest(post)
+    assert [a.get_title() for a in fig.axes] == ["E", "A", "B", "alpha", "beta"]
+    _png(fig, tmp_path, "forest")
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['gamma'\]"):
+        F.posterior_forest(post, params=["gamma"])
+
+
+def test_plot_cli(post, tmp_path):
+    run = lambda *args: CliRunner().invoke(app, ["plot", *map(str, args)])
+    out = run("frontier", "--exponents", "0.453,0.147,0.11,-0.04", "--out", tmp_path / "f.svg")
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+    nc = tmp_path / "posterior.nc"
+    post.to_inference_data().to_netcdf(str(nc))
+    out = run("posterior-forest", nc, "--out", tmp_path / "forest.png")
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "forest.png").stat().st_size > 15_000
+    for args, message in ((("frontier", "--out", tmp_path / "f.jpg"), "expected a .png or .svg file"),
+                          (("loss", "epoch-chinchilla", "--out", tmp_path / "l.png"), "needs RUNS and --law"),
+                          (("frontier", "--exponents", "1,2", "--out", tmp_path / "g.png"), "expected four numbers")):
+        out = run(*args)
+        assert out.exit_code == 2 and message in out.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.svg", "forest.png", "posterior.nc"]
