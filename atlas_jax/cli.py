@@ -44,16 +44,17 @@ def fit_cmd(
     tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: LEADER=FOLLOWER, e.g. alpha=beta."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high]) and DIR/fit.json."""
     try:
-        _fit(runs, law.value, out, delta, bootstrap, seed, fix or [], tie or [], group_by, columns or [])
+        _fit(runs, law.value, out, delta, bootstrap, seed, fix or [], tie or [], group_by, columns or [], quiet)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
 
 
-def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, columns):
+def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, columns, quiet=False):
     import jax
     import pandas as pd
 
@@ -78,7 +79,7 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
     cons = Constraints.build(law, fixed, ties)
     table = validate_runs(frame, required=law.required, group_by=group_by, n_free=cons.n_free)
     result = atlas_jax.fit(law, table, group_by=group_by, delta=delta, fix=fixed, tie=ties,
-                           bootstrap=bootstrap, seed=seed, progress=sys.stderr.isatty())
+                           bootstrap=bootstrap, seed=seed, progress=_progress(quiet))
     params = result.to_frame()
     info = {
         "law": law.name,
@@ -120,6 +121,7 @@ def plan_cmd(
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind every interval."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Recommend N and D for TARGET with intervals: helper languages by tau, finetune-or-pretrain verdict, loss."""
     import json
@@ -131,7 +133,7 @@ def plan_cmd(
         frame = _read_runs(runs, parse_column_mapping(columns or []))
         result = plan(frame, target, languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
                       flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
-                      bootstrap=bootstrap, seed=seed, progress=sys.stderr.isatty() and not as_json)
+                      bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json))
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
@@ -150,17 +152,18 @@ def posterior_cmd(
     warmup: int = typer.Option(1000, "--warmup", help="Warm-up iterations per chain."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Sample LAW's posterior on RUNS with NUTS; write DIR/posterior.nc (ArviZ), summary.csv, derived.csv
     and posterior.json (diagnostics, settings, versions)."""
     try:
-        _posterior(runs, law.value, out, group_by, hierarchical, chains, draws, warmup, seed, columns or [])
+        _posterior(runs, law.value, out, group_by, hierarchical, chains, draws, warmup, seed, columns or [], quiet)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
 
 
-def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmup, seed, columns):
+def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmup, seed, columns, quiet=False):
     import jax
     import pandas as pd
 
@@ -175,7 +178,7 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     with warnings.catch_warnings():  # diagnostics are echoed below, once
         warnings.simplefilter("ignore", UserWarning)
         post = posterior(law_name, frame, group_by=group_by, hierarchical=hierarchical, chains=chains, draws=draws,
-                         warmup=warmup, seed=seed, progress=sys.stderr.isatty())
+                         warmup=warmup, seed=seed, progress=_progress(quiet))
     summary, derived = post.summary(), post.derived()
     info = {"law": post.law, "runs": str(runs), "groups": list(post.groups), "hierarchical": hierarchical,
             "settings": post.settings, "diagnostics": post.diagnostics, "warnings": list(post.warnings),
@@ -228,18 +231,20 @@ def plot_cmd(
                                                                         "(default the paper's 0.453,0.147,0.11,-0.04)."),
     params: Optional[str] = typer.Option(None, "--param-names", help="posterior plots: parameters, P1,P2,..."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Draw one figure and save it to FILE (PNG or SVG, written atomically)."""
     try:
         _plot(kind.value, source, out, law.value if law else None, x, group_by, group, language, size, bootstrap,
-              exponents, params, columns or [])
+              exponents, params, columns or [], _progress(quiet))
     except (ValueError, FileNotFoundError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"wrote {out}")
 
 
-def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap, exponents, params, columns):
+def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap, exponents, params, columns,
+          progress=False):
     import os
     import tempfile
     import warnings
@@ -261,7 +266,7 @@ def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap,
             frame = _read_runs(source, parse_column_mapping(columns))
             if law == "atlas":
                 law = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
-            result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap)
+            result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap, progress=progress)
             fig = figures.loss_fit(result, frame, x=x, group=group, group_by=group_by) if kind == "loss" else \
                 figures.residuals(result, frame, group=group, group_by=group_by)
         elif kind == "transfer":
@@ -293,7 +298,7 @@ def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap,
                 if pick not in sizes:
                     raise ValueError(f"--params {size:g}: {language} has curves at {', '.join(f'{v:.4g}' for v in sizes)}")
                 curves = curves[curves["params"] == pick]
-            row = fit_crossovers(curves, bootstrap=bootstrap).iloc[0]
+            row = fit_crossovers(curves, bootstrap=bootstrap, progress=progress).iloc[0]
             fig = figures.crossover(row, curves)
         else:
             from atlas_jax.bayes.result import _arviz
@@ -327,6 +332,7 @@ def bench_cmd(
     resamples: Optional[int] = typer.Option(None, "--targets-resamples",
                                             help="Resamples of the targets suite (x 4,500 starts; default 4000)."),
     max_fits: Optional[int] = typer.Option(None, "--max-fits", help="Largest batch of the throughput curve."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Benchmark suites against their reference recipes; print the table and write results and plot to DIR."""
     from atlas_jax.bench import SUITES, run_suites
@@ -338,10 +344,15 @@ def bench_cmd(
         if dtype not in DTYPES:
             raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
         run_suites(suites or list(SUITES), out, dtype=dtype, quick=quick, reference=not no_reference,
-                   options=options)
+                   options=options, verbose=not quiet)
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars on stderr when it is a terminal, unless --quiet."""
+    return not quiet and sys.stderr.isatty()
 
 
 def _read_runs(runs: str, mapping):

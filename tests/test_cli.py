@@ -64,3 +64,18 @@ def test_user_errors_exit_2_without_output(tmp_path, args, message):
     assert res.exit_code == 2
     assert message in res.output and "Traceback" not in res.output
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_progress_bars_on_a_terminal_and_quiet(tmp_path, monkeypatch):
+    """On a terminal the fit shows progress bars (finished fits per stage); --quiet silences them."""
+    import sys
+    from types import SimpleNamespace
+
+    import atlas_jax.cli as cli
+
+    monkeypatch.setattr(cli, "sys", SimpleNamespace(stderr=SimpleNamespace(isatty=lambda: True), argv=sys.argv))
+    loud = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "a", "--bootstrap", 20)
+    quiet = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "b", "--bootstrap", 20, "--quiet")
+    assert loud.exit_code == quiet.exit_code == 0
+    assert "screening starts" in loud.output and "bootstrap" in loud.output
+    assert "screening starts" not in quiet.output and "fit/s" not in quiet.output

@@ -156,7 +156,7 @@ def _verdict(d_star: float, finetune_first: bool, lo: float, hi: float) -> str:
 
 
 def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
-                   lo: float = 1e6, hi: float = 1e15) -> pd.DataFrame:
+                   lo: float = 1e6, hi: float = 1e15, progress: bool = False) -> pd.DataFrame:
     """Fit every language's (and model size's) scratch and finetune curves; return its crossover D* with an interval.
 
     All ``pretrain`` curves are fitted in one batched :func:`atlas_jax.fit` call of :data:`SCRATCH_CURVE`
@@ -181,6 +181,8 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
         as an array (censored as above, NaN for failed refits), ready for :func:`fit_crossover_compute`.
         Intervals and ``no_crossing`` are NaN and ``draws`` None when ``bootstrap=0``.
 
+        progress: show progress bars (finished fits) on stderr.
+
     Raises:
         ValueError: missing columns, an unknown regime, or a language (and size) lacking one of its two curves.
     """
@@ -201,7 +203,7 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
 
     cols = ["_pair", "tokens", "loss"]
     fits = {regime: fit(law, frame.loc[frame["regime"] == regime, cols], group_by="_pair",
-                        bootstrap=bootstrap, seed=seed + i, level=level)
+                        bootstrap=bootstrap, seed=seed + i, level=level, progress=progress)
             for i, (regime, law) in enumerate((("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE)))}
 
     def draws(regime, g):

@@ -22,9 +22,10 @@ QUICK = {"epoch": {"resamples": 200, "repeats": 1, "reference": False},
 
 
 def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = False, reference: bool = True,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, verbose: bool = True) -> dict:
     """Run the named suites; write ``out/bench.json``, ``out/BENCHMARKS.md`` (the table) and
-    ``out/throughput.png`` atomically; return the record. ``options`` maps a suite to keyword arguments."""
+    ``out/throughput.png`` atomically; return the record. ``options`` maps a suite to keyword arguments;
+    ``verbose`` prints each suite's start and duration on stderr."""
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise ValueError(f"unknown suite(s) {', '.join(unknown)}; expected some of {', '.join(SUITES)}")
@@ -36,11 +37,13 @@ def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = 
         if not reference and name in ("epoch", "nuts", "campaign"):
             kwargs["reference"] = False
         kwargs.update((options or {}).get(name, {}))
-        print(f"[bench] {name} {kwargs} ...", file=sys.stderr, flush=True)
+        if verbose:
+            print(f"[bench] {name} {kwargs} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
         record["suites"][name] = SUITES[name](**kwargs)
         record["suites"][name]["wall_s"] = time.perf_counter() - t
-        print(f"[bench] {name} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+        if verbose:
+            print(f"[bench] {name} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     table = markdown(record)
     with atomic_output_dir(out) as tmp:
         write_json(tmp / "bench.json", record)
