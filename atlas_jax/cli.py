@@ -350,6 +350,48 @@ def bench_cmd(
         raise typer.Exit(code=2)
 
 
+@app.command("reference", hidden=True)
+def reference_cmd():
+    """Print the CLI reference (Markdown) that the README holds."""
+    typer.echo(cli_reference())
+
+
+def cli_reference() -> str:
+    """Markdown reference of every visible command: usage line, help, and a table of its arguments and options
+    (generated from the app, so that the README cannot drift from it)."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    lines = []
+    for name, command in group.commands.items():
+        if command.hidden:
+            continue
+        params = [p for p in command.params if not getattr(p, "hidden", False) and p.name != "help"]
+        usage = " ".join(_usage(p) for p in params)
+        lines += [f"### `atlas-jax {name}`", "", command.help.strip(), "", f"    atlas-jax {name} {usage}", "",
+                  "| argument / option | default | description |", "|---|---|---|"]
+        for p in params:
+            annotation = p.type_descriptor.annotation
+            choices = [e.value for e in annotation] if isinstance(annotation, type) and issubclass(annotation, Enum) else []
+            flag = ", ".join(f"`{o}`" for o in list(p.opts) + list(p.secondary_opts)) if p.opts[0].startswith("-") \
+                else f"`{p.name.upper()}`"
+            default = "required" if p.required else "" if p.default is None or p.default is False or p.default == () \
+                else f"`{p.default.value if isinstance(p.default, Enum) else p.default}`"
+            text = (p.help or "").replace("|", "\\|") + (f" One of: {', '.join(choices)}." if choices else "")
+            lines.append(f"| {flag} | {default} | {text} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _usage(p) -> str:
+    """One parameter in a usage line: ARG, [ARG], --opt VALUE, [--opt ...] or [--flag]."""
+    if not p.opts[0].startswith("-"):
+        return p.name.upper() if p.required else f"[{p.name.upper()}]"
+    if p.required:
+        return f"{p.opts[0]} {p.name.upper()}"
+    return f"[{p.opts[0]}]" if getattr(p, "is_flag", False) else f"[{p.opts[0]} ...]"
+
+
 def _progress(quiet: bool) -> bool:
     """Progress bars on stderr when it is a terminal, unless --quiet."""
     return not quiet and sys.stderr.isatty()

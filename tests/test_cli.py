@@ -79,3 +79,15 @@ def test_progress_bars_on_a_terminal_and_quiet(tmp_path, monkeypatch):
     assert loud.exit_code == quiet.exit_code == 0
     assert "screening starts" in loud.output and "bootstrap" in loud.output
     assert "screening starts" not in quiet.output and "fit/s" not in quiet.output
+
+
+def test_readme_cli_reference_is_generated_from_the_app():
+    """The README's CLI reference is `atlas-jax reference` verbatim (regenerate it after changing an option)."""
+    from pathlib import Path
+
+    from atlas_jax.cli import cli_reference
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("-->\n", readme.index("<!-- cli-reference")) + 4
+    assert readme[start:readme.index("\n<!-- /cli-reference -->")] == cli_reference()
+    assert "### `atlas-jax plot`" in readme and "`--quiet`, `-q`" in readme
