@@ -244,7 +244,7 @@ def _is_mono(target: pd.Series, source: pd.Series) -> pd.Series:
 
 
 def transfer_matrix_from_curves(curves: pd.DataFrame, d_mono: float, bootstrap: int = 200, seed: int = 0,
-                                level: float = 0.95) -> pd.DataFrame:
+                                level: float = 0.95, progress: bool = False) -> pd.DataFrame:
     """BTS(s->t) with bootstrap intervals for every bilingual curve of a tidy table of loss curves.
 
     ``curves`` has columns ``target, source, tokens, loss``: one row per checkpoint; ``source`` equal to
@@ -253,7 +253,8 @@ def transfer_matrix_from_curves(curves: pd.DataFrame, d_mono: float, bootstrap: 
     ``bootstrap`` resamples of its checkpoints; BTS is :func:`bts_fitted` on the estimates, and the
     ``level`` percentile interval pairs the i-th draw of the monolingual and bilingual fits (draws whose
     refit did not converge are left out). Returns a long DataFrame ``target, source, bts, ci_low,
-    ci_high`` (NaN intervals when ``bootstrap`` is 0); ``DataFrame.pivot`` makes it a matrix.
+    ci_high`` (NaN intervals when ``bootstrap`` is 0); ``DataFrame.pivot`` makes it a matrix. ``progress``
+    shows the fits' progress bars on stderr.
     """
     needed = ["target", "source", "tokens", "loss"]
     absent = [c for c in needed if c not in curves.columns]
@@ -273,7 +274,7 @@ def transfer_matrix_from_curves(curves: pd.DataFrame, d_mono: float, bootstrap: 
                          "(rows with source equal to the target, or empty)")
 
     result = fit(SCRATCH_CURVE, frame[["curve", "tokens", "loss"]], group_by="curve", bootstrap=bootstrap, seed=seed,
-                 level=level)
+                 level=level, progress=progress)
     index = {group: g for g, group in enumerate(result.groups)}
     tail = 50.0 * (1.0 - level)
     rows = []

@@ -14,12 +14,14 @@ Protocols (each returns a boolean *held-out* mask over the runs):
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..data.runs import RunTable, validate_runs
 from ..laws import get_law
@@ -77,13 +79,14 @@ def holdout_mask(frame: pd.DataFrame, protocol: str, *, fraction: float = 0.2, s
 
 
 def evaluate_holdout(law: Law | str, runs: RunTable | pd.DataFrame, protocols: Sequence[str] = PROTOCOLS, *,
-                     group_by: str | None = None, seed: int = 0, **fit_kwargs) -> pd.DataFrame:
+                     group_by: str | None = None, seed: int = 0, progress: bool = False, **fit_kwargs) -> pd.DataFrame:
     """Fit on the kept runs and score R^2 on the held-out runs, per protocol and group.
 
     Each protocol is one batched fit of every group, the held-out runs weighted 0 (one compilation
     serves all protocols). Returns ``protocol, group, n_train, n_test, r2``, with a row ``group = "all"``
     pooling the held-out runs of every group when there are several; protocols that leave a group
     without test runs or with fewer training runs than parameters give ``r2 = NaN`` for it.
+    ``progress`` shows a bar over the protocols on stderr.
     """
     law = get_law(law) if isinstance(law, str) else law
     frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required,
@@ -92,7 +95,8 @@ def evaluate_holdout(law: Law | str, runs: RunTable | pd.DataFrame, protocols: S
     rows_of = {k: np.arange(len(frame)) if k is None else np.flatnonzero((frame[group_by] == k).to_numpy())
                for k in keys}
     out = []
-    for protocol in protocols:
+    for protocol in tqdm(protocols, desc=f"{law.name}: held-out protocols", disable=not progress, leave=False,
+                         file=sys.stderr):
         test = np.zeros(len(frame), bool)
         for k, rows in rows_of.items():
             test[rows] = holdout_mask(frame.iloc[rows].reset_index(drop=True), protocol, seed=seed)
@@ -121,12 +125,13 @@ def evaluate_holdout(law: Law | str, runs: RunTable | pd.DataFrame, protocols: S
 
 def compare_laws(runs: RunTable | pd.DataFrame, laws: Sequence[str] = ("chinchilla", "msl", "atlas_monolingual",
                  "atlas_other", "atlas"), protocols: Sequence[str] = PROTOCOLS, *, group_by: str | None = "language",
-                 seed: int = 0, **fit_kwargs) -> pd.DataFrame:
+                 seed: int = 0, progress: bool = False, **fit_kwargs) -> pd.DataFrame:
     """Held-out R^2 of several laws under several protocols, pooled over groups: a table shaped like
-    Table 1 of Longpre et al. (2026), one row per law and one column per protocol."""
+    Table 1 of Longpre et al. (2026), one row per law and one column per protocol (``progress``: a bar per law)."""
     rows = []
     for name in laws:
-        scores = evaluate_holdout(name, runs, protocols, group_by=group_by, seed=seed, **fit_kwargs)
+        scores = evaluate_holdout(name, runs, protocols, group_by=group_by, seed=seed, progress=progress,
+                                  **fit_kwargs)
         pooled = scores[scores["group"] == "all"].drop_duplicates("protocol", keep="last")
         rows.append({"law": name, **dict(zip(pooled["protocol"], pooled["r2"]))})
     return pd.DataFrame(rows).set_index("law")[list(protocols)]
