@@ -91,3 +91,19 @@ def test_readme_cli_reference_is_generated_from_the_app():
     start = readme.index("-->\n", readme.index("<!-- cli-reference")) + 4
     assert readme[start:readme.index("\n<!-- /cli-reference -->")] == cli_reference()
     assert "### `atlas-jax plot`" in readme and "`--quiet`, `-q`" in readme
+
+
+@pytest.mark.parametrize("args, message", [
+    (("posterior", "missing.csv", "--law", "chinchilla", "--out", "{tmp}/p"), "not found"),
+    (("posterior", "atlas-campaign", "--law", "chinchilla", "--out", "{tmp}/p", "--hierarchical"), "give group_by"),
+    (("plan", "--runs", "atlas-campaign", "--target", "xx", "--flops", "1e21"), "unknown target language 'xx'"),
+    (("plot", "crossover", "--out", "{tmp}/c.png"), "needs --language"),
+    (("plot", "posterior-pairs", "{tmp}/none.nc", "--out", "{tmp}/c.png"), "needs a posterior.nc"),
+    (("bench", "nope", "--out", "{tmp}/b"), "unknown suite(s) nope"),
+    (("bench", "--dtype", "float16", "--out", "{tmp}/b"), "--dtype: expected one of float64, float32, mixed"),
+])
+def test_every_command_reports_user_errors_in_one_line(tmp_path, args, message):
+    res = run(*(a.format(tmp=tmp_path) for a in args))
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
