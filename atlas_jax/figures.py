@@ -22,6 +22,7 @@ import pandas as pd
 from .analysis.curse import expansion_multipliers, iso_loss_frontier
 from .analysis.transfer import load_transfer_matrix
 from .engine.result import FitResult, group_index
+from .engine.solver import AT_BOUND, CONVERGED
 from .laws import get_law
 from .laws.curve import curve_loss
 
@@ -58,7 +59,7 @@ def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> 
     point = np.exp(np.asarray(one(jnp.asarray(to_internal(result.estimate[g][None])))))[0]
     if result.samples is None:
         return point, None
-    ok = np.isin(result.sample_status[g], (0, 3))
+    ok = np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
     draws = np.exp(np.asarray(one(jnp.asarray(to_internal(result.samples[g][ok])))))
     tail = 50.0 * (1.0 - level)
     return point, np.percentile(draws, [tail, 100.0 - tail], axis=0)

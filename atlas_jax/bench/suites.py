@@ -30,7 +30,7 @@ from ..bayes.model import flat_data, law_model, prior_table
 from ..bayes.sampler import _chain_method, posterior, rank_diagnostics
 from ..engine.batch import fit
 from ..engine.robust import huber
-from ..engine.solver import Config, _evaluate
+from ..engine.solver import AT_BOUND, CONVERGED, Config, _evaluate
 from ..laws import get_law
 from . import reference as ref
 
@@ -219,17 +219,16 @@ def nuts(chains: int = 4, draws: int = 1000, reference: bool = True, hierarchica
                        f"; NumPyro defaults: ESS {plain['ess_min']:.0f} ({plain['ess_min'] / plain['seconds']:.1f}/s), "
                        f"r-hat {plain['r_hat_max']:.3f}, {plain['divergences']} divergences; ratio of ESS/s")
     if hierarchical:
-        frame = datasets.load_campaign()[0].frame
-        keep = (frame["regime"] == "pretrain") & frame["language"].isin(CAMPAIGN_TARGETS) & (frame["group"] != "scratch")
+        campaign_table = campaign_runs()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hp, wall = _timed(posterior, "atlas", frame[keep].reset_index(drop=True), group_by="language",
-                              hierarchical=True, chains=chains, draws=draws, warmup=draws, seed=0)
+            hp, wall = _timed(posterior, "atlas", campaign_table, group_by="language", hierarchical=True, chains=chains,
+                              draws=draws, warmup=draws, seed=0)
         hd = hp.diagnostics
         rec["hierarchical_atlas"] = {"wall_s": wall, "timings": hp.timings, "ess_min": hd["ess_min"],
                                      "r_hat_max": hd["r_hat_max"], "divergences": hd["divergences"],
                                      "languages": list(hp.groups)}
-        rows.append(_row(f"NUTS, hierarchical ATLAS, {len(hp.groups)} languages, {int(keep.sum())} runs, "
+        rows.append(_row(f"NUTS, hierarchical ATLAS, {len(hp.groups)} languages, {len(campaign_table)} runs, "
                          f"{chains} x {draws} draws (all steps)", wall, note=
                          f"target 60 s on 2 CPU cores; min bulk ESS {hd['ess_min']:.0f} "
                          f"({hd['ess_min'] / hp.timings['sampling_s']:.0f}/s of sampling), r-hat {hd['r_hat_max']:.3f}, "
@@ -324,7 +323,7 @@ def targets(resamples: int = 4000, dtype: str = "float64", repeats: int = 1) -> 
     res = min(warm, key=lambda r: r.timings["bootstrap_s"])
     s, evals = res.timings["bootstrap_s"], res.timings["bootstrap_evaluations"]
     fits = resamples * res.n_starts
-    ok = np.isin(res.sample_status, (0, 3)).mean()
+    ok = np.isin(res.sample_status, (CONVERGED, AT_BOUND)).mean()
     rec = {"dtype": dtype, "resamples": resamples, "starts": res.n_starts, "fits": fits, "seconds": s,
            "cold_s": cold.timings["bootstrap_s"], "run_evaluations": evals, "run_evaluations_per_s": evals / s,
            "fits_per_s": fits / s, "converged_share": float(ok),
