@@ -9,7 +9,7 @@ solver slots (:func:`~atlas_jax.engine.solver.solve_many`). Multi-start is
 screen-then-polish: every start takes ``screen_steps`` steps, the ``keep`` best
 per group are run to convergence, and the lowest objective wins. A bootstrap
 resample is a vector of integer weights on the group's runs, refitted from the
-group's estimate; intervals are percentiles of the refits.
+group's estimate (or by the whole multi-start); intervals are percentiles of the refits.
 """
 
 from __future__ import annotations
@@ -211,6 +211,9 @@ def fit(
             throughput, tolerances 1e-6); or ``"mixed"``, float32 for screening the starts and float64 for
             polishing and bootstrap refits from the estimate. Accuracy against float64: BENCHMARKS.md.
         progress: show progress bars (finished fits) on stderr.
+
+    ``FitResult.timings`` holds seconds (``prepare_s``, ``fit_s``, ``bootstrap_s``) and run-evaluations, the law
+    and its Jacobian at one run for one fit (``fit_evaluations``, ``bootstrap_evaluations``).
     """
     require_x64()
     available = jax.device_count()
