@@ -29,6 +29,7 @@ def test_fit_writes_params_and_json(tmp_path):
     assert info["law"] == "data_constrained" and info["seed"] == 3 and info["bootstrap"] == 20
     assert info["groups"]["all"]["objective"] <= 0.0158259354  # the published optimum or a lower one
     assert {"jax", "atlas-jax"} <= set(info["versions"]) and info["device"] and info["n_starts"] == 9
+    assert all(k.endswith("_s") for k in info["timings_s"]) and info["run_evaluations"]["bootstrap_evaluations"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dcsl"]  # no temporary folder left behind
 
 
