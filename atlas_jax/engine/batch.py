@@ -360,5 +360,8 @@ def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) 
         live = np.flatnonzero(w > 0)
         draws = counts_from_indices(indices, len(live)) if indices is not None else \
             resample_counts(rng, len(live), n_resamples)
-        out[g][:, live] = draws * w[live]
+        if len(live) == len(w):
+            np.multiply(draws, w, out=out[g])
+        else:
+            out[g][:, live] = draws * w[live]
     return out

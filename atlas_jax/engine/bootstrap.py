@@ -13,11 +13,11 @@ __all__ = ["resample_counts", "counts_from_indices", "percentile_interval"]
 
 
 def counts_from_indices(indices: np.ndarray, n: int) -> np.ndarray:
-    """(B, m) integer draws in [0, n) -> (B, n) counts."""
+    """(B, m) integer draws in [0, n) -> (B, n) integer counts."""
     indices = np.asarray(indices)
     B = indices.shape[0]
     flat = (indices + n * np.arange(B)[:, None]).ravel()
-    return np.bincount(flat, minlength=B * n).reshape(B, n).astype(float)
+    return np.bincount(flat, minlength=B * n).reshape(B, n)
 
 
 def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
