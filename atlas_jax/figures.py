@@ -27,7 +27,7 @@ from .laws import get_law
 from .laws.curve import curve_loss
 
 __all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
-           "posterior_forest", "KINDS"]
+           "posterior_forest"]
 
 AXIS_LABELS = {"params": "N (parameters)", "tokens": "D (training tokens)"}
 
@@ -231,7 +231,3 @@ def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
     fig = axes[0].figure
     fig.suptitle("posterior forest (94 % HDI)")
     return fig
-
-
-#: ``atlas-jax plot`` kinds.
-KINDS = ("loss", "residuals", "transfer", "frontier", "crossover", "posterior-pairs", "posterior-forest")
