@@ -29,6 +29,7 @@ from .. import datasets
 from ..bayes.model import flat_data, law_model, prior_table
 from ..bayes.sampler import _chain_method, posterior, rank_diagnostics
 from ..engine.batch import fit
+from ..engine.evaluate import predict
 from ..engine.robust import huber
 from ..engine.solver import AT_BOUND, CONVERGED, Config, _evaluate
 from ..laws import get_law
@@ -115,7 +116,7 @@ def flops_per_evaluation(law_name: str = "chinchilla", n: int = 240, dtype: str 
     """XLA's cost analysis of one solver evaluation (law, Jacobian by forward mode, Huber reductions) over
     256 fits x ``n`` runs, per run-evaluation: flops and transcendentals."""
     law = get_law(law_name)
-    frame = synthetic_chinchilla(n, seed=0)
+    frame = epoch_like_runs(n, seed=0)
     x = {k: jnp.asarray(v, dtype) for k, v in law.features(frame).items()}
     log_y = jnp.log(jnp.asarray(frame["loss"].to_numpy(), dtype))
     q = len(law.params)
@@ -130,14 +131,16 @@ def flops_per_evaluation(law_name: str = "chinchilla", n: int = 240, dtype: str 
             "transcendentals": float(cost.get("transcendentals", np.nan)) / (256 * n)}
 
 
-def synthetic_chinchilla(n: int, seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
-    """``n`` runs of Hoffmann's law (Epoch's fit) at log-uniform N in [7e7, 1.6e10] and tokens per
-    parameter in [5, 100], with lognormal noise ``noise``."""
+EPOCH_FIT = {"E": 1.8172, "A": 477.83, "B": 2143.4, "alpha": 0.34731, "beta": 0.36717}
+
+
+def epoch_like_runs(n: int, seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
+    """``n`` runs of the Chinchilla law at Epoch's fit, log-uniform N in [7e7, 1.6e10] and tokens per parameter
+    in [5, 100], with lognormal noise ``noise`` (throughput against runs per fit)."""
     rng = np.random.default_rng(seed)
     N = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), n))
-    D = N * np.exp(rng.uniform(np.log(5), np.log(100), n))
-    loss = (1.8172 + 477.83 / N ** 0.34731 + 2143.4 / D ** 0.36717) * np.exp(noise * rng.standard_normal(n))
-    return pd.DataFrame({"params": N, "tokens": D, "loss": loss})
+    frame = pd.DataFrame({"params": N, "tokens": N * np.exp(rng.uniform(np.log(5), np.log(100), n))})
+    return frame.assign(loss=predict("chinchilla", frame, EPOCH_FIT) * np.exp(noise * rng.standard_normal(n)))
 
 
 def _bootstrap_rate(runs, resamples: int, dtype: str, **kwargs) -> dict:
@@ -158,7 +161,7 @@ def throughput(max_fits: int = 100_000, run_counts=(30, 100, 300, 1000, 3000), f
     runs = datasets.load_chinchilla()
     sizes = [b for b in (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000) if b <= max_fits]
     batch = [_bootstrap_rate(runs, b, dtype) for b in sizes]
-    by_runs = [_bootstrap_rate(synthetic_chinchilla(n, seed=n), fits_per_count, dtype) for n in run_counts]
+    by_runs = [_bootstrap_rate(epoch_like_runs(n, seed=n), fits_per_count, dtype) for n in run_counts]
     peak, cost = measured_peak(dtype), flops_per_evaluation("chinchilla", 240, dtype)
     seconds_per_eval = cost["flops"] / peak["fma_flops_per_s"] + cost["transcendentals"] / peak["exp_per_s"]
     floor = 1.0 / seconds_per_eval
