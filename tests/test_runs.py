@@ -10,10 +10,14 @@ import pytest
 
 from atlas_jax.data import (
     CANONICAL_COLUMNS,
+    DESIGN_COLUMNS,
+    LANGUAGE_CODE,
     NUMERIC_COLUMNS,
     POSITIVE_COLUMNS,
     RunTable,
     load_runs,
+    mixture_columns,
+    mixture_languages,
     parse_column_mapping,
     validate_runs,
 )
@@ -56,8 +60,9 @@ def raises(frame, column, rows, *args, **kwargs):
 
 def test_public_constants():
     assert CANONICAL_COLUMNS == (
-        "params", "tokens", "loss", "unique_tokens", "language", "group", "num_languages", "regime", "step")
+        "params", "tokens", "loss", "unique_tokens", "language", "group", "num_languages", "regime", "step", "run")
     assert set(POSITIVE_COLUMNS) <= set(NUMERIC_COLUMNS) <= set(CANONICAL_COLUMNS)
+    assert set(DESIGN_COLUMNS) - set(CANONICAL_COLUMNS) == {"seed"} and "loss" not in DESIGN_COLUMNS
 
 
 def test_valid_table_is_canonical_float64_copy():
@@ -84,6 +89,87 @@ def test_numeric_strings_are_converted():
 
 def test_languages_property():
     assert validate_runs(mixture()).languages == ("de", "en")
+
+
+def test_run_ids_are_text():
+    frame = runs(4, run=[1, 1, 2, 10], step=[10.0, 20.0, 10.0, 10.0])
+    table = validate_runs(frame)
+    assert table.frame["run"].tolist() == ["1", "1", "2", "10"]
+    assert all(isinstance(v, str) for v in table.frame["run"])
+    assert validate_runs(runs(2, run=["01", "1"])).frame["run"].tolist() == ["01", "1"]
+
+
+def test_missing_run_ids():
+    message = raises(runs(5, run=["a", None, "b", np.nan, "c"]), "run", [1, 3])
+    assert "missing run id(s)" in message
+
+
+def test_run_ids_read_from_csv_keep_leading_zeros(tmp_path):
+    path = tmp_path / "runs.csv"
+    runs(3, run_id=["007", "7", "0070"]).to_csv(path, index=False)
+    table = load_runs(path, {"run": "run_id"})
+    assert table.frame["run"].tolist() == ["007", "7", "0070"]
+
+
+def test_language_code():
+    for code in ["en", "ckb", "fil", "zh_Hans", "zh_hans", "ace_Arab", "ace_arab"]:
+        assert LANGUAGE_CODE.fullmatch(code), code
+    for word in ["train_tokens", "english", "e", "EN", "en_us", "zh_Hans_CN", "seen", "en-GB", "1b"]:
+        assert not LANGUAGE_CODE.fullmatch(word), word
+
+
+def test_unique_train_tokens_is_an_ordinary_column():
+    frame = mixture().assign(unique_train_tokens=["a", "b", "c", "d"], tokens_seen=1.0)
+    table = warned(frame)
+    assert table.warnings == (
+        "column(s) ['unique_train_tokens', 'tokens_seen'] are not mixture columns (their suffix is not a language "
+        "of the table, or the mixture adds up to 'tokens' without them): kept as ordinary columns",)
+    assert table.languages == ("de", "en") and list(table.frame["unique_train_tokens"]) == list("abcd")
+    assert mixture_columns(table.frame, "unique") == ["unique_en", "unique_de"]
+
+
+def test_helper_languages_never_evaluated_are_mixture_columns():
+    """tokens_es and tokens_ace_Arab are mixture columns though no run is evaluated on es or ace_Arab."""
+    frame = mixture(4).assign(language="en")
+    frame["tokens_es"] = [0.0, 0.1, 0.2, 0.0] * frame["tokens"]
+    frame["tokens_ace_Arab"] = [0.0, 0.0, 0.05, 0.25] * frame["tokens"]
+    frame["tokens_de"] = frame["tokens"] - frame[["tokens_en", "tokens_es", "tokens_ace_Arab"]].sum(axis=1)
+    table = validate_runs(frame)
+    assert table.languages == ("ace_Arab", "de", "en", "es")
+    assert mixture_languages(table.frame) == ("en", "de", "es", "ace_Arab")  # column order
+    frame.loc[2, "tokens_es"] *= 1.01
+    raises(frame, "tokens", [2])
+
+
+def test_languages_named_by_the_table_or_the_caller():
+    """Names that are not codes: from the 'language' column, or passed as languages=."""
+    frame = runs(4, language=["english"] * 2 + ["german"] * 2)
+    frame = frame.assign(tokens_english=0.6 * frame["tokens"], tokens_german=0.3 * frame["tokens"],
+                         tokens_klingon=0.1 * frame["tokens"], unique_klingon=1e9)
+    raises(frame, "tokens", [0, 1, 2, 3])  # klingon is neither a language value nor a code: the sum falls short
+    table = validate_runs(frame, languages=["klingon"])
+    assert table.languages == ("english", "german", "klingon")
+    assert table.frame["unique_klingon"].dtype == np.float64
+    # the validated frame remembers them: a group's rows resolve the same languages
+    german = table.frame[table.frame["language"] == "german"].reset_index(drop=True)
+    assert mixture_languages(german) == ("english", "german", "klingon")
+    assert mixture_languages(frame.iloc[2:]) == ("german",)  # an unvalidated frame knows only its own values
+    message = raises(frame, "tokens_vulcan", "", languages=["klingon", "vulcan"])
+    assert "languages=['klingon', 'vulcan']" in message
+
+
+def test_code_shaped_columns_outside_a_complete_mixture_are_ordinary():
+    """tokens_per_step looks like a code with a script; the mixture adds up without it, so it is ordinary."""
+    frame = mixture(4).assign(language=["en", "de"] * 2, tokens_per_step=[1e7, 2e7, 3e7, 4e7], unique_per_step=1.0)
+    table = warned(frame)
+    assert table.languages == ("de", "en") and "['tokens_per_step', 'unique_per_step']" in table.warnings[0]
+    assert table.frame["tokens_per_step"].tolist() == [1e7, 2e7, 3e7, 4e7]
+    assert mixture_languages(frame) == ("en", "de") and mixture_columns(frame, "tokens") == ["tokens_en", "tokens_de"]
+    # without a named language the code-shaped columns are the mixture, and must add up
+    message = raises(frame.drop(columns="language"), "tokens", [0, 1, 2, 3])
+    assert "'tokens_per_step'" in message and "language code" in message
+    with pytest.raises(ValueError, match="expected 'tokens' or 'unique'"):
+        mixture_columns(frame, "unique_tokens")
 
 
 def test_unknown_source_column():
@@ -159,33 +245,77 @@ def test_regime():
     assert "'fine-tune'" in message and "pretrain" in message
 
 
-def test_duplicate_runs():
+def warned(frame, *args, **kwargs):
+    """Validates, expecting its notes to be emitted as warnings."""
+    with pytest.warns(UserWarning) as record:
+        table = validate_runs(frame, *args, **kwargs)
+    assert [str(w.message) for w in record] == list(table.warnings)
+    return table
+
+
+def replicate_note(table):
+    notes = [w for w in table.warnings if "replicate" in w]
+    assert len(notes) == 1, table.warnings
+    return notes[0]
+
+
+def test_replicates_are_kept_with_one_note():
     frame = runs(6)
     frame.loc[3, ["params", "tokens"]] = frame.loc[0, ["params", "tokens"]]  # differs only in loss
     frame.loc[5, ["params", "tokens"]] = frame.loc[4, ["params", "tokens"]]
-    message = raises(frame, "params", "[[0, 3], [4, 5]]")
-    assert "duplicate" in message
+    table = warned(frame)
+    assert replicate_note(table) == ("2 replicate set(s), 4 rows equal in every design column ('params', 'tokens'), "
+                                     "at rows [[0, 3], [4, 5]]: kept as replicates of one design")
+    np.testing.assert_array_equal(table.frame["loss"], frame["loss"])  # every row kept, in order
 
 
-@pytest.mark.parametrize("column", ["group", "language", "regime", "step", "unique_tokens", "tokens_en"])
-def test_same_size_different_key_is_not_duplicate(column):
+def test_replicate_note_lists_the_first_sets():
+    frame = pd.concat([runs(12)] * 2, ignore_index=True)
+    note = replicate_note(warned(frame))
+    assert note.startswith("12 replicate set(s), 24 rows")
+    assert "at rows [[0, 12], [1, 13], [2, 14], [3, 15], [4, 16], [5, 17], [6, 18], [7, 19], [8, 20], [9, 21]] " \
+           "... and 2 more:" in note
+
+
+@pytest.mark.parametrize("column", ["group", "language", "num_languages", "run", "seed", "regime", "step",
+                                    "unique_tokens", "tokens_en"])
+def test_same_size_different_design_is_a_distinct_run(column):
     frame = pd.concat([mixture(3)] * 2, ignore_index=True)
-    values = {"group": "a", "language": "en", "regime": "pretrain", "step": 0.0, "unique_tokens": 1e8}
+    values = {"group": "a", "language": "en", "num_languages": 4.0, "run": "r1", "seed": 0, "regime": "pretrain",
+              "step": 0.0, "unique_tokens": 1e8}
     if column == "tokens_en":
         frame.loc[3:, "tokens_en"] *= 0.5
         frame.loc[3:, "tokens_de"] = frame["tokens"] - frame["tokens_en"]
     else:
-        alternative = {"group": "b", "language": "de", "regime": "finetune", "step": 1.0, "unique_tokens": 2e8}
+        alternative = {"group": "b", "language": "de", "num_languages": 8.0, "run": "r2", "seed": 1,
+                       "regime": "finetune", "step": 1.0, "unique_tokens": 2e8}
         frame[column] = [values[column]] * 3 + [alternative[column]] * 3
-    validate_runs(frame)
-    with pytest.raises(ValueError, match="duplicate"):
-        validate_runs(pd.concat([frame, frame.iloc[[0]]], ignore_index=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_runs(frame)
+    with pytest.warns(UserWarning, match=r"1 replicate set\(s\), 2 rows .* at rows \[\[0, 6\]\]"):
+        validate_runs(pd.concat([frame, frame.iloc[[0]].assign(loss=9.0)], ignore_index=True))
 
 
-def test_duplicates_respect_group_by_column():
+def test_bilingual_partners_and_capacity_runs_are_distinct():
+    """Equal N and D: bilingual runs told apart by their partner language, capacity runs by K."""
+    bilingual = pd.DataFrame({"params": 1e8, "tokens": 1e9, "loss": [3.0, 3.1, 3.2], "language": "en",
+                              "num_languages": 2.0, "tokens_en": 5e8, "tokens_es": [5e8, 0.0, 0.0],
+                              "tokens_fr": [0.0, 5e8, 0.0], "tokens_sw": [0.0, 0.0, 5e8]})
+    capacity = pd.DataFrame({"params": 1e8, "tokens": 1e9, "loss": [3.3, 3.4, 3.5], "language": "en",
+                             "group": "capacity", "num_languages": [4.0, 8.0, 16.0]})
+    for frame in (bilingual, capacity):
+        table = warned(frame)  # N and D are not identifiable from 3 runs of one size
+        assert len(table.frame) == 3 and all("not identifiable" in w for w in table.warnings)
+    assert warned(bilingual).languages == ("en", "es", "fr", "sw")
+
+
+def test_group_by_column_is_a_design_column():
     frame = pd.concat([runs(3)] * 2, ignore_index=True).assign(dataset=["a"] * 3 + ["b"] * 3)
-    validate_runs(frame, group_by="dataset")
-    raises(frame, "params", "[[0, 3], [1, 4], [2, 5]]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_runs(frame, group_by="dataset")
+    assert "at rows [[0, 3], [1, 4], [2, 5]]" in replicate_note(warned(frame))
 
 
 def test_n_free():

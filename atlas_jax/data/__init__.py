@@ -2,12 +2,16 @@
 
 from .runs import (
     CANONICAL_COLUMNS,
+    DESIGN_COLUMNS,
+    LANGUAGE_CODE,
     MIXTURE_RTOL,
     NUMERIC_COLUMNS,
     POSITIVE_COLUMNS,
     REGIMES,
     RunTable,
     load_runs,
+    mixture_columns,
+    mixture_languages,
     parse_column_mapping,
     validate_runs,
 )
@@ -16,10 +20,14 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "NUMERIC_COLUMNS",
     "POSITIVE_COLUMNS",
+    "DESIGN_COLUMNS",
     "REGIMES",
     "MIXTURE_RTOL",
+    "LANGUAGE_CODE",
     "RunTable",
     "load_runs",
     "validate_runs",
     "parse_column_mapping",
+    "mixture_languages",
+    "mixture_columns",
 ]

@@ -3,8 +3,21 @@
 A run table is a tidy :class:`pandas.DataFrame` with one row per run (or per
 checkpoint). Canonical columns are ``params`` (N), ``tokens`` (D, tokens seen
 including repeats) and ``loss`` (nats/token), and optionally ``unique_tokens``
-(U), ``language``, ``group``, ``num_languages`` (K), ``regime`` and ``step``,
-plus per-language mixture columns ``tokens_<lang>`` and ``unique_<lang>``.
+(U), ``language``, ``group``, ``num_languages`` (K), ``regime``, ``step`` and
+``run`` (the id of a training run, kept as text: rows sharing it are checkpoints
+of one run), plus per-language mixture columns ``tokens_<lang>`` and
+``unique_<lang>``.
+
+Mixture columns are the ``tokens_<x>``/``unique_<x>`` columns whose ``x`` is a
+language of the table (:func:`mixture_languages`): a value of ``language``, a
+language passed as ``languages=``, or a language code (:data:`LANGUAGE_CODE`,
+e.g. ``en``, ``ckb``, ``zh_Hans``, ``ace_arab``: helper languages that are never
+evaluated). Other ``tokens_*``/``unique_*`` columns (``unique_train_tokens``) are
+ordinary columns.
+
+Rows that differ in any design column (:data:`DESIGN_COLUMNS`, the mixture
+columns and the ``group_by`` column) are distinct runs; rows equal in all of
+them are replicates of one design, kept (with a warning).
 
 :func:`validate_runs` turns such a frame into a :class:`RunTable` once, at the
 boundary: every hard problem raises a :class:`ValueError` naming the column, the
@@ -22,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,23 +48,35 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "NUMERIC_COLUMNS",
     "POSITIVE_COLUMNS",
+    "DESIGN_COLUMNS",
     "REGIMES",
     "MIXTURE_RTOL",
+    "LANGUAGE_CODE",
     "RunTable",
     "load_runs",
     "validate_runs",
     "parse_column_mapping",
+    "mixture_languages",
+    "mixture_columns",
 ]
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
-    "params", "tokens", "loss", "unique_tokens", "language", "group", "num_languages", "regime", "step",
+    "params", "tokens", "loss", "unique_tokens", "language", "group", "num_languages", "regime", "step", "run",
 )
 NUMERIC_COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "unique_tokens", "num_languages", "step")
 POSITIVE_COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "unique_tokens")
+#: Columns that tell runs apart (with the mixture columns and the ``group_by`` column); ``seed`` is not
+#: canonical but is respected when present.
+DESIGN_COLUMNS: tuple[str, ...] = (
+    "group", "language", "num_languages", "run", "seed", "regime", "step", "params", "tokens", "unique_tokens",
+)
 REGIMES: tuple[str, ...] = ("pretrain", "finetune")
 MIXTURE_RTOL = 1e-6  # relative tolerance of sum(tokens_<lang>) == tokens
+#: A language code: 2-3 lowercase letters (ISO 639), optionally ``_`` and a 4-letter script (ISO 15924).
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:_[A-Za-z][a-z]{3})?")
 
-_SHOW = 10  # rows (or values, or duplicate sets) listed in an error message
+_SHOW = 10  # rows (or values, or replicate sets) listed in a message
+_LANGUAGES = "languages"  # key of a validated frame's attrs holding its mixture languages
 _SUFFIXES = {".csv": pd.read_csv, ".csv.gz": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
 
@@ -58,9 +84,9 @@ _SUFFIXES = {".csv": pd.read_csv, ".csv.gz": pd.read_csv, ".parquet": pd.read_pa
 class RunTable:
     """A validated run table.
 
-    ``frame`` is a copy with canonical column names, numeric columns as float64
-    and index ``0..n-1`` in the input's row order; ``warnings`` holds the soft
-    problems found (each also emitted as a ``UserWarning``).
+    ``frame`` is a copy with canonical column names, numeric columns as float64, ``run`` as text
+    and index ``0..n-1`` in the input's row order; ``frame.attrs["languages"]`` holds its mixture
+    languages. ``warnings`` holds the soft problems found (each also emitted as a ``UserWarning``).
     """
 
     frame: pd.DataFrame
@@ -68,8 +94,27 @@ class RunTable:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        """Sorted ``<lang>`` suffixes of the ``tokens_<lang>`` mixture columns."""
-        return tuple(sorted(c.removeprefix("tokens_") for c in _mixture(self.frame, "tokens")))
+        """Sorted languages of the mixture columns (:func:`mixture_languages`)."""
+        return tuple(sorted(mixture_languages(self.frame)))
+
+
+def mixture_languages(frame: pd.DataFrame, languages: Sequence[str] = ()) -> tuple[str, ...]:
+    """The languages ``x`` whose ``tokens_<x>`` columns are mixture columns, in column order.
+
+    ``x`` is a language of the table when it is a value of the ``language`` column, one of
+    ``languages`` or of ``frame.attrs["languages"]`` (set by :func:`validate_runs`), or matches
+    :data:`LANGUAGE_CODE`. Columns found by the code's shape alone are dropped when the mixture
+    adds up to ``tokens`` without them but not with them (``tokens_per_step`` beside a full
+    ``tokens_en`` + ``tokens_de``).
+    """
+    return _resolve(frame, languages)[0]
+
+
+def mixture_columns(frame: pd.DataFrame, kind: str, languages: Sequence[str] = ()) -> list[str]:
+    """The mixture columns ``<kind>_<lang>`` (kind ``"tokens"`` or ``"unique"``) of ``frame``, in language order."""
+    if kind not in ("tokens", "unique"):
+        raise ValueError(f"mixture column kind {kind!r}: expected 'tokens' or 'unique'")
+    return [c for c in (f"{kind}_{x}" for x in mixture_languages(frame, languages)) if c in frame.columns]
 
 
 def parse_column_mapping(items: Sequence[str]) -> dict[str, str]:
@@ -97,13 +142,14 @@ def load_runs(
     required: Sequence[str] = ("params", "tokens", "loss"),
     group_by: str | None = None,
     n_free: int | None = None,
+    languages: Sequence[str] = (),
 ) -> RunTable:
     """Reads a run table from ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` and validates it.
 
     ``columns`` maps canonical names to column names in the file; the other
-    arguments are those of :func:`validate_runs`. Raises ``FileNotFoundError`` if
-    ``path`` does not exist and ``ValueError`` for another suffix or any problem
-    :func:`validate_runs` finds.
+    arguments are those of :func:`validate_runs`. Run ids are read as text (``01``
+    stays ``01``). Raises ``FileNotFoundError`` if ``path`` does not exist and
+    ``ValueError`` for another suffix or any problem :func:`validate_runs` finds.
     """
     path = Path(path)
     if not path.is_file():
@@ -112,7 +158,8 @@ def load_runs(
     reader = next((read for suffix, read in _SUFFIXES.items() if name.endswith(suffix)), None)
     if reader is None:
         raise ValueError(f"run table {str(path)!r}: unsupported file type; expected one of {list(_SUFFIXES)}")
-    return validate_runs(reader(path), columns, required=required, group_by=group_by, n_free=n_free)
+    raw = pd.read_csv(path, dtype={(columns or {}).get("run", "run"): str}) if reader is pd.read_csv else reader(path)
+    return validate_runs(raw, columns, required=required, group_by=group_by, n_free=n_free, languages=languages)
 
 
 def validate_runs(
@@ -122,6 +169,7 @@ def validate_runs(
     required: Sequence[str] = ("params", "tokens", "loss"),
     group_by: str | None = None,
     n_free: int | None = None,
+    languages: Sequence[str] = (),
 ) -> RunTable:
     """Validates a run table and returns a canonical copy; the input is not mutated.
 
@@ -134,19 +182,24 @@ def validate_runs(
         whole table one group.
       n_free: if given, every group must have at least this many runs (e.g. the
         number of free parameters of the law to be fitted).
+      languages: languages of the mixtures besides the ``language`` values and the
+        language codes (:func:`mixture_languages`); each needs a ``tokens_<lang>`` column.
 
     Raises:
       ValueError: naming the column, the 0-based rows and what was expected, for
-        a bad mapping; missing required columns; non-numeric, NaN or infinite
-        numbers; non-positive ``params``/``tokens``/``loss``/``unique_tokens``;
+        a bad mapping; missing required columns; missing run ids; non-numeric,
+        NaN or infinite numbers; non-positive ``params``/``tokens``/``loss``/``unique_tokens``;
         negative mixture tokens; ``num_languages`` not an integer >= 1; ``step``
-        not an integer >= 0; ``regime`` not in :data:`REGIMES`; ``unique_<lang>``
-        without ``tokens_<lang>``; mixture tokens not adding up to ``tokens``;
-        duplicate runs; a group with fewer than ``n_free`` runs.
+        not an integer >= 0; ``regime`` not in :data:`REGIMES`; a language of
+        ``languages`` without ``tokens_<lang>``; ``unique_<lang>`` of a language
+        without ``tokens_<lang>``; mixture tokens not adding up to ``tokens``; a
+        group with fewer than ``n_free`` runs.
 
     Warns:
-      UserWarning: when every run of a group has the same ``params`` (N is not
-        identifiable) or the same ``tokens`` (D is not identifiable).
+      UserWarning: when ``tokens_*``/``unique_*`` columns are not mixture columns
+        (kept as ordinary columns); when rows are replicates (equal in every
+        design column); when every run of a group has the same ``params`` (N is
+        not identifiable) or the same ``tokens`` (D is not identifiable).
     """
     frame = _rename(frame, columns or {})
     available = f"available columns: {list(frame.columns)}"
@@ -155,10 +208,18 @@ def validate_runs(
         raise ValueError(f"missing required column(s) {missing}; {available} (map names with columns=...)")
     if group_by is not None and group_by not in frame.columns:
         raise ValueError(f"group_by column {group_by!r} not found; {available}")
-    token_mix, unique_mix = _mixture(frame, "tokens"), _mixture(frame, "unique")
-    orphans = [c for c in unique_mix if "tokens_" + c.removeprefix("unique_") not in frame.columns]
+    languages = [str(lang) for lang in languages]
+    absent = [f"tokens_{lang}" for lang in languages if f"tokens_{lang}" not in frame.columns]
+    if absent:
+        raise ValueError(f"languages={languages}: no mixture column(s) {absent}; {available}")
+    if "run" in frame.columns:
+        _check(frame["run"], frame["run"].isna(), "missing run id(s)", "an id on every row")
+        frame["run"] = frame["run"].astype(str)
+    mix, orphans, ordinary = _resolve(frame, languages)
     if orphans:
         raise ValueError(f"column(s) {orphans}: unique_<lang> without a matching tokens_<lang> column")
+    token_mix = [f"tokens_{x}" for x in mix]
+    unique_mix = [c for c in (f"unique_{x}" for x in mix) if c in frame.columns]
 
     for column in [c for c in NUMERIC_COLUMNS if c in frame.columns] + token_mix + unique_mix:
         frame[column] = _numeric(frame[column])
@@ -176,12 +237,19 @@ def validate_runs(
     if token_mix and "tokens" in frame.columns:
         tokens = frame["tokens"]
         _check(tokens, (frame[token_mix].sum(axis=1) - tokens).abs() > MIXTURE_RTOL * tokens,
-               f"mixture tokens do not add up to 'tokens' (sum of {token_mix})",
+               f"mixture tokens do not add up to 'tokens' (sum of {token_mix}; tokens_<x> is a mixture column "
+               "when x is a 'language' value, one of languages= or a language code)",
                f"the sum to match within relative {MIXTURE_RTOL:g}")
-    _check_duplicates(frame, [group_by] if group_by else [], token_mix + unique_mix)
+    frame.attrs[_LANGUAGES] = mix
 
-    groups = frame.groupby(group_by, dropna=False, sort=False) if group_by else [(None, frame)]
     notes = []
+    if ordinary:
+        notes.append(f"column(s) {_listing(list(map(repr, ordinary)))} are not mixture columns (their suffix is "
+                     "not a language of the table, or the mixture adds up to 'tokens' without them): "
+                     "kept as ordinary columns")
+    design = [*DESIGN_COLUMNS, *token_mix, *unique_mix, *([group_by] if group_by else [])]
+    notes += _replicates(frame, list(dict.fromkeys(c for c in design if c in frame.columns)))
+    groups = frame.groupby(group_by, dropna=False, sort=False) if group_by else [(None, frame)]
     for key, runs in groups:
         label = f"group '{key}' (column {group_by!r})" if group_by else "group 'all runs'"
         if n_free is not None and len(runs) < n_free:
@@ -211,18 +279,57 @@ def _check(values: pd.Series, bad: pd.Series, problem: str, expected: str) -> No
         )
 
 
-def _is_mixture(name: object, kind: str) -> bool:
-    """Whether ``name`` is ``<kind>_<lang>`` (``unique_tokens`` is canonical, not a mixture column)."""
+def _suffix(name: object, kind: str) -> str | None:
+    """``x`` if ``name`` is ``<kind>_<x>`` (``unique_tokens`` is canonical, not a mixture column), else None."""
     prefix = kind + "_"
-    return isinstance(name, str) and name.startswith(prefix) and name != prefix and name not in CANONICAL_COLUMNS
+    if isinstance(name, str) and name.startswith(prefix) and name != prefix and name not in CANONICAL_COLUMNS:
+        return name[len(prefix):]
+    return None
 
 
-def _mixture(frame: pd.DataFrame, kind: str) -> list[str]:
-    return [c for c in frame.columns if _is_mixture(c, kind)]
+def _adds_up(frame: pd.DataFrame, langs: Sequence[str]) -> bool:
+    """Whether ``tokens_<lang>`` summed over ``langs`` matches ``tokens`` on every row (False on non-numbers)."""
+    total = sum((_floats(frame[f"tokens_{x}"]) for x in langs), np.zeros(len(frame)))
+    tokens = _floats(frame["tokens"])
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.abs(total - tokens) <= MIXTURE_RTOL * tokens))
+
+
+def _resolve(frame: pd.DataFrame, languages: Sequence[str]) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """Mixture languages (column order), orphan ``unique_<lang>`` columns and ordinary ``tokens_*``/``unique_*``."""
+    named = {str(x) for x in (*languages, *frame.attrs.get(_LANGUAGES, ()))}
+    if "language" in frame.columns:
+        named.update(str(x) for x in frame["language"].dropna().unique())
+
+    def is_language(x: str) -> bool:
+        return x in named or LANGUAGE_CODE.fullmatch(x) is not None
+
+    found = [x for x in (_suffix(c, "tokens") for c in frame.columns) if x is not None and is_language(x)]
+    known = [x for x in found if x in named]
+    if len(known) < len(found) and known and "tokens" in frame.columns \
+            and not _adds_up(frame, found) and _adds_up(frame, known):
+        found = known
+    orphans, ordinary = [], []
+    for column in frame.columns:
+        x = _suffix(column, "tokens") or _suffix(column, "unique")
+        if x is not None and x not in found:
+            (orphans if column.startswith("unique_") and is_language(x) and f"tokens_{x}" not in frame.columns
+             else ordinary).append(column)
+    return tuple(found), orphans, ordinary
+
+
+def _replicates(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """One note listing the sets of rows equal in every design column of ``keys`` (none if there are none)."""
+    repeated = frame[frame.duplicated(keys, keep=False)] if keys else frame.iloc[:0]
+    if not len(repeated):
+        return []
+    sets = [_listing(rows.tolist()) for rows in repeated.groupby(keys, dropna=False, sort=False).groups.values()]
+    return [f"{len(sets)} replicate set(s), {len(repeated)} rows equal in every design column "
+            f"({', '.join(map(repr, keys))}), at rows {_listing(sets)}: kept as replicates of one design"]
 
 
 def _check_canonical(name: str) -> None:
-    if name not in CANONICAL_COLUMNS and not (_is_mixture(name, "tokens") or _is_mixture(name, "unique")):
+    if name not in CANONICAL_COLUMNS and _suffix(name, "tokens") is None and _suffix(name, "unique") is None:
         raise ValueError(
             f"unknown canonical column {name!r}; "
             f"expected one of {list(CANONICAL_COLUMNS)} or tokens_<lang>/unique_<lang>"
@@ -245,25 +352,14 @@ def _rename(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
     return renamed.reset_index(drop=True)
 
 
+def _floats(values: pd.Series) -> np.ndarray:
+    """``values`` as a float64 array, NaN where not a number."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def _numeric(values: pd.Series) -> pd.Series:
     """``values`` as float64; raises on non-numeric, NaN or infinite entries."""
-    coerced = pd.to_numeric(values, errors="coerce")
-    _check(values, coerced.isna() & values.notna(), "non-numeric value(s)", "numbers")
-    out = pd.Series(coerced.to_numpy(dtype="float64", na_value=np.nan), name=values.name)
+    out = pd.Series(_floats(values), name=values.name)
+    _check(values, out.isna() & values.notna(), "non-numeric value(s)", "numbers")
     _check(out, ~np.isfinite(out), "NaN or infinite value(s)", "finite numbers")
     return out
-
-
-def _check_duplicates(frame: pd.DataFrame, extra: list[str], mixture: list[str]) -> None:
-    """Raises if two rows describe the same run (rows differing only in loss are the same run)."""
-    names = ("group", "language", *extra, "params", "tokens", "unique_tokens", *mixture, "regime", "step")
-    keys = list(dict.fromkeys(c for c in names if c in frame.columns))
-    if not keys:
-        return
-    repeated = frame[frame.duplicated(keys, keep=False)]
-    if len(repeated):
-        sets = [_listing(rows.tolist()) for rows in repeated.groupby(keys, dropna=False, sort=False).groups.values()]
-        raise ValueError(
-            f"duplicate runs (same {', '.join(map(repr, keys))}) at rows {_listing(sets)}; "
-            "expected each run once (rows differing only in loss are the same run listed twice)"
-        )
