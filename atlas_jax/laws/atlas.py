@@ -23,6 +23,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ..data.runs import mixture_languages
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
 
@@ -41,10 +42,9 @@ def transfer_languages(frame, n_transfer: int) -> list[str]:
     """The ``n_transfer`` languages most often co-sampled with the group's target language."""
     target = _target(frame)
     counts = []
-    for col in frame.columns:
-        lang = col[len("tokens_"):]
-        if col.startswith("tokens_") and lang != target:
-            tokens = frame[col].to_numpy(float)
+    for lang in mixture_languages(frame):
+        if lang != target:
+            tokens = frame[f"tokens_{lang}"].to_numpy(float)
             counts.append((-(tokens > 0).sum(), -tokens.sum(), lang))
     chosen = [lang for n, _, lang in sorted(counts) if n < 0][:n_transfer]
     if len(chosen) < n_transfer:
@@ -88,7 +88,7 @@ def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
     def features(frame, helpers=None):
         """Feature arrays; ``helpers`` overrides the co-sampled transfer languages (e.g. to predict new runs)."""
         target = _target(frame)
-        mixture = [c[len("tokens_"):] for c in frame.columns if c.startswith("tokens_")]
+        mixture = mixture_languages(frame)
         if f"tokens_{target}" in frame:
             d_t, u_t = _source(frame, [target])
         else:
