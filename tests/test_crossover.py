@@ -1,16 +1,21 @@
 """Pretrain-vs-finetune crossover (atlas_jax.analysis.crossover, ATLAS.md section 5): closed-form crossings,
-recovery of known crossovers from synthetic loss curves, bootstrap coverage, the crossover-compute law and
-the paper's three printed compute fits."""
+curves that cross twice (first crossing, second reported and flagged; scipy's brentq as reference), recovery
+of known crossovers from synthetic loss curves, bootstrap coverage, flags, the crossover-compute law and the
+paper's three printed compute fits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import brentq
 
 from atlas_jax.analysis.crossover import (
+    FLAGS,
     PUBLISHED_CROSSOVERS_2B,
+    _flags,
     crossover_check_published,
+    crossover_search,
     crossover_tokens,
     fit_crossover_compute,
     fit_crossovers,
@@ -44,6 +49,27 @@ def truth_params(t):
     B_s = (t["L_1e9"] - t["E_s"]) * 1e9 ** t["beta_s"]
     B_f = (scratch_loss(t["D_star"], t["E_s"], B_s, t["beta_s"]) - t["E_f"]) * (t["D_star"] + t["D0"]) ** t["beta_f"]
     return dict(E=t["E_s"], B=B_s, beta=t["beta_s"]), dict(E=t["E_f"], B=B_f, beta=t["beta_f"], D0=t["D0"])
+
+
+def twice_params(E_s, E_f, beta_s, beta_f, D0, D1, D2):
+    """Scratch and finetune parameters whose curves meet at D1 and D2: B_s D^-beta_s - B_f (D + D0)^-beta_f =
+    E_f - E_s at both, a 2 x 2 linear system in (B_s, B_f)."""
+    a = np.array([[d**-beta_s, -((d + D0) ** -beta_f)] for d in (D1, D2)])
+    B_s, B_f = np.linalg.solve(a, [E_f - E_s] * 2)
+    return dict(E=E_s, B=B_s, beta=beta_s), dict(E=E_f, B=B_f, beta=beta_f, D0=D0)
+
+
+# lower floor but flatter power law: finetune better below 1e11 tokens, scratch up to 1e14, finetune again above
+TWICE = dict(E_s=2.0, E_f=1.9, beta_s=0.5, beta_f=0.15, D0=1e9, D1=1e11, D2=1e14)
+
+
+def brentq_crossings(s, f, lo=1e6, hi=1e15, n=200_001):
+    """Every sign change of L_s - L_f on a dense log grid, each solved by scipy's brentq in log D (reference)."""
+    def g(x):
+        return scratch_loss(np.exp(x), **s) - finetune_loss(np.exp(x), **f)
+    x = np.linspace(np.log(lo), np.log(hi), n)
+    k = np.flatnonzero(np.diff(np.sign(g(x))))
+    return np.exp([brentq(g, x[i], x[i + 1], xtol=1e-14, rtol=1e-15) for i in k])
 
 
 def curves_frame(noise=0.0, seed=0, with_params=False):
@@ -117,6 +143,56 @@ def test_crossover_tokens_nan_without_crossing():
         crossover_tokens(s, np.array([2.1, 5e3, 0.4]))
 
 
+def test_crossover_search_twice_crossing():
+    """Curves meeting at 1e11 and 1e14 tokens: g has the same sign at 1e6 and 1e15 (an end-point bisection
+    sees no crossing), the scan returns the first crossing and reports the second; with an observed range
+    the crossing inside it, or the one nearest it in log D."""
+    s, f = twice_params(**TWICE)
+    assert s["B"] > 0 and f["B"] > 0
+    reference = brentq_crossings(s, f)
+    np.testing.assert_allclose(reference, [1e11, 1e14], rtol=1e-9)
+    ends = [scratch_loss(d, **s) - finetune_loss(d, **f) for d in (1e6, 1e15)]
+    assert ends[0] > 0 and ends[1] > 0
+    found = crossover_search(s, f)
+    np.testing.assert_allclose([found.tokens, found.second_tokens], reference, rtol=1e-9)
+    assert found.n_crossings == 2 and found.finetune_below
+    np.testing.assert_allclose(crossover_tokens(s, f), reference[0], rtol=1e-9)
+    for observed, expected, second, finetune_below in (
+            ((1e9, 1e12), 0, 1, True),      # first crossing inside the data
+            ((3e13, 1e15), 1, None, False),  # only the second inside: pretrain better below it
+            ((3e11, 1e13), 0, 1, True),      # none inside: 1e11 is 0.48 decades below, 1e14 1 decade above
+            ((1e12, 3e13), 1, None, False)):  # 1e11 one decade below, 1e14 0.52 decades above
+        found = crossover_search(s, f, observed=observed)
+        np.testing.assert_allclose(found.tokens, reference[expected], rtol=1e-9)
+        assert (np.isnan(found.second_tokens) if second is None
+                else np.isclose(found.second_tokens, reference[second], rtol=1e-9))
+        assert found.n_crossings == 2 and found.finetune_below == finetune_below
+    with pytest.raises(ValueError, match="d_min <= d_max"):
+        crossover_search(s, f, observed=(1e12, 1e9))
+
+
+def test_crossover_search_draws_match_brentq():
+    """30 random twice-crossing pairs as one array of draws (plus a NaN draw): each first and second
+    crossing agrees with brentq to 1e-9."""
+    rng = np.random.default_rng(3)
+    pairs = []
+    while len(pairs) < 30:
+        E_s, D1 = rng.uniform(1.8, 2.4), 10 ** rng.uniform(9, 12)
+        s, f = twice_params(E_s, E_s - rng.uniform(0.02, 0.2), rng.uniform(0.4, 0.6), rng.uniform(0.1, 0.25),
+                            10 ** rng.uniform(8, 10), D1, D1 * 10 ** rng.uniform(1.5, 3))
+        if s["B"] > 0 and f["B"] > 0:  # else these exponents cannot meet at both points
+            pairs.append((s, f))
+    scratch = np.array([[s["E"], s["B"], s["beta"]] for s, _ in pairs] + [[np.nan, 1.0, 0.5]])
+    finetune = np.array([[f["E"], f["B"], f["beta"], f["D0"]] for _, f in pairs] + [[1.9, 1.0, 0.2, 1e9]])
+    found = crossover_search(scratch, finetune)
+    reference = np.array([brentq_crossings(s, f, n=20_001) for s, f in pairs])
+    assert reference.shape == (30, 2)
+    np.testing.assert_allclose(found.tokens[:30], reference[:, 0], rtol=1e-9)
+    np.testing.assert_allclose(found.second_tokens[:30], reference[:, 1], rtol=1e-9)
+    assert np.all(found.n_crossings[:30] == 2)
+    assert np.isnan(found.tokens[30]) and found.n_crossings[30] == 0
+
+
 # --------------------------------------------------------------------------- fit_crossovers
 
 
@@ -178,6 +254,71 @@ def test_fit_crossovers_draws_feed_compute_fit(noisy):
     out = fit_crossover_compute(noisy["params"], noisy["draws"], bootstrap=500)
     assert out["gamma_ci"][0] < true_gamma < out["gamma_ci"][1]
     assert out["n_sizes"] == 3
+
+
+def test_fit_crossovers_single_crossing_unflagged(noisy):
+    """One crossing inside the checkpoints' token range, bounded interval, all refits converged: no flags."""
+    assert (noisy["flags"] == ()).all()
+    assert (noisy["n_crossings"] == 1).all() and noisy["second_crossing_tokens"].isna().all()
+    assert (noisy["observed_min"] == 1e9).all() and np.allclose(noisy["observed_max"], 1e12)
+    assert (noisy["refits_converged"] == 1.0).all()
+
+
+def flagged_frame(noise=0.002, seed=1):
+    """Checkpoints (numpy closed form, lognormal noise) of three pairs, 25 each like :func:`curves_frame` (so
+    the compiled fits are shared): ``twice`` (TWICE, data 1e9-1e12), ``beyond`` (TRUTH en, D* = 1.5e11 past
+    data ending at 8e10) and ``never`` (finetune 0.05 below scratch at every D, same B and beta)."""
+    en_s, en_f = truth_params(TRUTH["en"])
+    pairs = {"twice": (*twice_params(**TWICE), np.geomspace(1e9, 1e12, 25)),
+             "beyond": (en_s, en_f, np.geomspace(1e9, 8e10, 25)),
+             "never": (dict(E=2.0, B=6.3e4, beta=0.5), dict(E=1.95, B=6.3e4, beta=0.5, D0=1e9),
+                       np.geomspace(1e9, 1e12, 25))}
+    rows = [dict(language=lang, regime=regime, tokens=d, loss=loss(d, **p))
+            for lang, (s, f, tokens) in pairs.items() for d in tokens
+            for regime, loss, p in (("pretrain", scratch_loss, s), ("finetune", finetune_loss, f))]
+    frame = pd.DataFrame(rows)
+    frame["loss"] *= np.exp(noise * np.random.default_rng(seed).standard_normal(len(frame)))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def flagged():
+    return fit_crossovers(flagged_frame(), bootstrap=200, seed=0).set_index("language")
+
+
+def test_fit_crossovers_twice_crossing(flagged):
+    """Fitted to noisy checkpoints (0.2 %) of curves meeting at 1e11 (inside the data) and 1e14: D* is the
+    first crossing within 5 %, its interval holds it, and the second crossing is reported beyond the data."""
+    row = flagged.loc["twice"]
+    assert abs(row["crossover_tokens"] / TWICE["D1"] - 1) < 0.05
+    assert row["ci_low"] < TWICE["D1"] < row["ci_high"] and row["ci_high"] / row["ci_low"] < 1.5
+    assert row["flags"] == ("second_crossing",) and row["n_crossings"] == 2
+    assert row["observed_max"] < row["second_crossing_tokens"] < 1e15
+    assert row["no_crossing"] == 0.0
+    assert row["verdict"] == (f"finetune below {row['crossover_tokens']:.3g} tokens, pretrain from there to "
+                              f"{row['second_crossing_tokens']:.3g}, finetune again above")
+
+
+def test_fit_crossovers_extrapolated_and_never(flagged):
+    beyond = flagged.loc["beyond"]
+    assert "extrapolated" in beyond["flags"] and "no_crossing" not in beyond["flags"]
+    assert beyond["observed_max"] == pytest.approx(8e10) and beyond["crossover_tokens"] > 8e10
+    assert abs(beyond["crossover_tokens"] / TRUTH["en"]["D_star"] - 1) < 0.2
+    never = flagged.loc["never"]
+    assert np.isnan(never["crossover_tokens"]) and never["n_crossings"] == 0
+    assert never["flags"] == ("no_crossing", "unbounded_interval") and never["ci_high"] == np.inf
+    assert never["verdict"] == "finetune throughout [1e+06, 1e+15] tokens"
+    assert set(flagged["flags"].sum()) <= set(FLAGS)
+
+
+def test_flags_rules():
+    """The flag of every rule, from the numbers it reads (refit and point-fit failures are rare in real fits)."""
+    assert _flags(1e11, False, (1e9, 1e12), (5e10, 2e11), 1.0) == ()
+    assert _flags(1e11, False, (1e9, 1e12), (5e10, 2e11), 0.89) == ("refits_failed",)
+    assert _flags(1e11, False, (1e9, 1e12), (0.0, 2e11), 0.95, fit_ok=False) == ("fit_failed", "unbounded_interval")
+    assert _flags(np.nan, False, (1e9, 1e12)) == ("no_crossing", "no_interval")
+    assert _flags(2e12, True, None, (np.nan, np.nan), 0.0) == ("extrapolated", "second_crossing", "no_interval",
+                                                                "refits_failed")
 
 
 # --------------------------------------------------------------------------- fit_crossover_compute
@@ -269,6 +410,7 @@ def test_fit_crossovers_no_crossing_verdict():
     table = fit_crossovers(frame, bootstrap=0)
     assert table["crossover_tokens"].isna().all()
     assert (table["verdict"] == "finetune throughout [1e+06, 1e+15] tokens").all()
+    assert (table["flags"] == ("no_crossing", "no_interval")).all()
 
 
 # --------------------------------------------------------------------------- posterior_crossovers
@@ -291,5 +433,7 @@ def test_posterior_crossovers_cover_truth():
         assert row["median"] == pytest.approx(t["D_star"], rel=0.25)
         assert row["no_crossing"] == 0.0 and row["finetune_first"] == 1.0
         assert row["draws"].shape == (1000,) and row["verdict"].startswith("finetune below")
+        assert row["flags"] == () and row["second_crossing"] == 0.0
+        assert (row["observed_min"], row["observed_max"]) == pytest.approx((1e9, 1e12))
     with pytest.raises(ValueError, match="expected a posterior of 'scratch_curve'"):
         posterior_crossovers(posts[1], posts[1])
