@@ -1,20 +1,25 @@
 """A synthetic multilingual training campaign shaped like the ATLAS experiments (Longpre et al. 2026, §6).
 
-No public multilingual run table exists, so this generator draws one from a known ground truth:
+No public multilingual run table exists, so this generator draws one from a known ground truth. By default
+(``phi = psi = 0``, the bundled ``data/campaign/``) every pretraining run follows exactly the law that
+``atlas_jax.laws.ATLAS`` (``--law atlas``, transfer variant, 3 helpers) fits, restated here in numpy:
 
-    L = E_t + A_t K^phi / N^alpha_t + B_t K^psi / D_eff^beta_t                       (every run, target t)
-    D_eff = S(D_t; U_t) + sum_{i in H_t} tau_{i->t} S(D_i; U_i) + tau_other,t S(D_other; U_other)
+    L = E_t + A_t K^phi / N^alpha_t + B_t K^psi / D_eff^beta_t                       (every pretraining run, target t)
+    D_eff = max(S(D_t; U_t) + sum_{i in H_t} tau_{i->t} S(D_i; U_i) + tau_other,t S(D_other; U_other),
+                DEFF_FLOOR S(D_t; U_t))
     S(D; U) = D if D <= U else U [1 + (1 - exp(-lambda (D/U - 1))) / lambda]
 
-with K the number of languages in the mixture (phi = 0.11, psi = -0.04: the paper's curse fit),
-H_t the three sources with the highest transfer score to t in the bundled 38x38 matrix, and
-tau = max(BTS, 0) / (2 - max(BTS, 0)) (the weight at which a 50/50 bilingual run reproduces a score; see
-``atlas_jax.analysis.transfer``; negative scores are clipped because a linear D_eff with a negative weight
-goes below zero once a helper's tokens dwarf a saturated low-resource target); tau_other,t is 1/20 of the
-same map of t's mean score over the other sources (its tokens come from up to 34 languages).
-U_other sums the other languages' unique tokens. With ``phi = psi = 0`` every pretraining run follows
-the ATLAS transfer law exactly; with ``transfer=False`` (all tau = 0) the capacity runs follow the
-curse law of §4 exactly.
+with K the number of languages in the mixture; ``phi``, ``psi`` != 0 (the paper's curse fit is 0.11,
+-0.04) multiply in the curse factors of §4, which the ATLAS law does not have. H_t are the three sources
+with the highest transfer score to t in the bundled 38x38 matrix, and the design makes them the three
+languages most often co-sampled with t (the helpers the fitted law picks): each is in t's bilingual runs
+and in t's capacity mixtures. tau = max(BTS, 0) / (2 - max(BTS, 0)) (the weight at which a 50/50 bilingual
+run reproduces a score; see ``atlas_jax.analysis.transfer``; negative scores are clipped, so the floor
+never binds: a negative weight would drive D_eff to the floor once a helper's tokens dwarf a saturated
+low-resource target, where the weight is no longer identified); tau_other,t is 1/20 of the same map of
+t's mean score over the other sources (its tokens come from up to 34 languages). D_other is the rest of
+the mixture and U_other sums its languages' unique tokens. With ``transfer=False`` (all tau = 0) the
+capacity runs follow the curse law of §4 exactly (for languages that never repeat data).
 
 Finetuning continues a Unimax checkpoint of the same size N worth ``D0`` = 50B target tokens on t alone:
 ``L_ft(d) = E_t + c A_t / N^alpha_t + B_t / (d + D0)^beta_t`` against the scratch curve
@@ -23,11 +28,13 @@ language and size so that the curves cross at D*(N) = D*_2B (N / 2B)^(gamma - 1)
 (EN 144B ... ZH 283B tokens) and a crossover compute C* = 6 N D* = k_t N^gamma with gamma = 1.65.
 
 Run types (``group`` column): ``monolingual`` (7 targets x 20 sizes), ``bilingual`` (target + one of its
-helpers, 50/50 and 75/25, 10 sizes), ``unimax`` (20 sizes, evaluated on the targets with at least 0.1 % of the mixture), ``capacity``
-(uniform K-language mixtures, K in {2, 4, 6, 8, 12, 16, 24, 32, 38}, 10 sizes, evaluated on the targets in
-the mixture), and ``finetune`` / ``scratch`` loss curves for the 8 crossover languages at 5 sizes from
-0.55B to 8.5B (20 checkpoints each, 1 to 500 tokens per parameter). ``hi`` of the paper is replaced by ``bn`` (hi is not in the transfer matrix).
-Losses carry multiplicative log-normal noise (1 % across runs, 0.05 % along a loss curve by default).
+helpers, 50/50 and 75/25, 10 sizes), ``unimax`` (20 sizes, evaluated on the targets with at least 0.1 % of
+the mixture), ``capacity`` (uniform K-language mixtures of a target and its K - 1 highest-scoring sources,
+K in {2, 4, 6, 8, 12, 16, 24, 32, 38}, 10 sizes, evaluated on that target; the 38-language mixtures are
+one run per size evaluated on every target), and ``finetune`` / ``scratch`` loss curves for the 8
+crossover languages at 5 sizes from 0.55B to 8.5B (20 checkpoints each, 1 to 500 tokens per parameter).
+``hi`` of the paper is replaced by ``bn`` (hi is not in the transfer matrix). Losses carry multiplicative
+log-normal noise (1 % across runs, 0.05 % along a loss curve by default).
 """
 
 from __future__ import annotations
@@ -78,16 +85,33 @@ def _saturate(d, u, lam):
     return np.where(repeats > 0, u * (1.0 + -np.expm1(-lam * repeats) / lam), d)
 
 
+def _sources(matrix, lang) -> list[str]:
+    """The other languages by decreasing transfer score to ``lang`` (ties in the matrix's column order)."""
+    return list(matrix.loc[lang].drop(lang).astype(float).sort_values(ascending=False, kind="stable").index)
+
+
+def _law(phi: float, psi: float) -> str:
+    """The generating law as text (recorded in the truth)."""
+    deff = ("D_eff = max(S(D_t; U_t) + sum_{i in helpers} tau_i S(D_i; U_i) + tau_other S(D_other; U_other), "
+            f"{DEFF_FLOOR} S(D_t; U_t)), S(D; U) = D if D <= U else U [1 + (1 - exp(-lambda (D/U - 1))) / lambda]")
+    if phi == psi == 0:
+        return ("ATLAS, transfer variant with 3 helpers (atlas_jax.laws.ATLAS, --law atlas): "
+                f"L = E + A / N^alpha + B / D_eff^beta, {deff}")
+    return ("ATLAS with curse factors (not atlas_jax.laws.ATLAS): "
+            f"L = E + A K^phi / N^alpha + B K^psi / D_eff^beta, {deff}")
+
+
 def _truth(rng, matrix, transfer: bool, phi: float, psi: float, lam: float) -> dict:
     langs = sorted(set(TARGETS) | set(CROSSOVER_TOKENS))
-    truth = {"law": "L = E + A K^phi / N^alpha + B K^psi / D_eff^beta (ATLAS D_eff)", "phi": phi, "psi": psi,
-             "lambda": lam, "languages": {}}
+    truth = {"law": _law(phi, psi), "phi": phi, "psi": psi, "lambda": lam,
+             "helpers": "the 3 sources with the highest transfer score to the target, which the design makes the "
+                        "3 languages most often co-sampled with it", "languages": {}}
     for lang in langs:
         u = rng.uniform(size=5)
         p = {"E": 0.55 + 0.3 * u[0], "A": float(np.exp(5.9 + 0.5 * u[1])), "B": float(np.exp(7.0 + 0.5 * u[2])),
              "alpha": 0.36 + 0.08 * u[3], "beta": 0.33 + 0.08 * u[4]}
         scores = matrix.loc[lang].drop(lang).astype(float)
-        helpers = list(scores.sort_values(ascending=False, kind="stable").index[:3])
+        helpers = _sources(matrix, lang)[:3]
         to_tau = lambda bts: float(max(bts, 0.0) / (2.0 - max(bts, 0.0))) + 0.0 if transfer else 0.0
         p["helpers"] = helpers
         p["tau"] = {h: to_tau(scores[h]) for h in helpers}
@@ -106,7 +130,7 @@ def _pretrain_loss(truth, frame, langs, target) -> np.ndarray:
     rest = [l for l in langs if l != target and l not in p["helpers"]]
     d_other = sum(tok(l) for l in rest)
     d_eff += p["tau_other"] * _saturate(d_other, np.full(len(frame), sum(UNIQUE_TOKENS[l] for l in rest)), lam)
-    d_eff = np.maximum(d_eff, DEFF_FLOOR * s_t)
+    d_eff = np.maximum(d_eff, DEFF_FLOOR * s_t)  # the law's floor (never binds: every tau >= 0)
     k = frame["num_languages"].to_numpy(float)
     n = frame["params"].to_numpy(float)
     return p["E"] + p["A"] * k ** truth["phi"] / n ** p["alpha"] + p["B"] * k ** truth["psi"] / d_eff ** p["beta"]
@@ -124,11 +148,13 @@ def _unimax_shares(langs) -> dict[str, float]:
 
 
 def campaign(seed: int = 0, noise: float = 0.01, *, curve_noise: float = 0.0005, transfer: bool = True,
-             phi: float = 0.11, psi: float = -0.04, lam: float = 1.0 / 15.0) -> tuple[pd.DataFrame, dict]:
+             phi: float = 0.0, psi: float = 0.0, lam: float = 1.0 / 15.0) -> tuple[pd.DataFrame, dict]:
     """Generate the run table and its ground truth (a JSON-ready dict).
 
-    ``noise`` is the log-normal sigma of final losses across runs, ``curve_noise`` that of the checkpoints
-    of one run's loss curve (smoother: one model, one evaluation set).
+    ``phi = psi = 0`` (default): pretraining runs follow the ATLAS law exactly; otherwise the curse factors
+    K^phi, K^psi multiply its A and B terms (the paper's fit: 0.11, -0.04). ``noise`` is the log-normal
+    sigma of final losses across runs, ``curve_noise`` that of the checkpoints of one run's loss curve
+    (smoother: one model, one evaluation set).
     """
     rng = np.random.default_rng(seed)
     matrix = _matrix()
@@ -149,12 +175,14 @@ def campaign(seed: int = 0, noise: float = 0.01, *, curve_noise: float = 0.0005,
     for i, n in enumerate(MODEL_SIZES):
         d = n * _TOKENS_PER_PARAM[i % 5] * 4
         runs.append(("unimax", n, {l: s * d for l, s in shares.items()}, [t for t in TARGETS if shares[t] >= 1e-3]))
-    order = list(TARGETS) + [l for l in langs if l not in TARGETS]
-    for j, k in enumerate(_CAPACITY_K):
-        mix = order[:k] if j % 2 == 0 else order[:2] + order[len(order) - k + 2:]
-        for i, n in enumerate(MODEL_SIZES[::2]):
-            d_t = n * _TOKENS_PER_PARAM[(i + j) % 5]
-            runs.append(("capacity", n, {l: d_t for l in mix}, [l for l in mix if l in TARGETS]))
+    capacity = {}  # (N, D_t, mixture) -> targets; identical mixtures (all 38 languages) are one run
+    for t in TARGETS:
+        order = [t] + _sources(matrix, t)
+        for j, k in enumerate(_CAPACITY_K):
+            for i, n in enumerate(MODEL_SIZES[::2]):
+                key = (n, n * _TOKENS_PER_PARAM[(i + j) % 5], frozenset(order[:k]))
+                capacity.setdefault(key, []).append(t)
+    runs += [("capacity", n, {l: d_t for l in mix}, evals) for (n, d_t, mix), evals in capacity.items()]
 
     rows = []
     for r, (kind, n, mix, evals) in enumerate(runs):
