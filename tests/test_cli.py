@@ -22,7 +22,7 @@ def test_fit_writes_params_and_json(tmp_path):
     res = run("fit", "datablations", "--law", "data_constrained", "--out", out, "--bootstrap", 20, "--seed", 3, *FIX)
     assert res.exit_code == 0, res.output
     params = pd.read_csv(out / "params.csv")
-    assert list(params.columns) == ["group", "param", "estimate", "ci_low", "ci_high"]
+    assert list(params.columns) == ["group", "param", "estimate", "ci_low", "ci_high", "flags"]
     est = params.set_index("param")["estimate"]
     assert est["alpha"] == pytest.approx(BASE["alpha"], rel=1e-12)
     info = json.loads((out / "fit.json").read_text())

@@ -236,7 +236,7 @@ def test_groups_batched_equal_individual(ref, grouped):
         for n, v in from_ref(sp.x).items():
             assert together.params(g)[n] == pytest.approx(v, rel=1e-4), (g, n)
     frame = together.to_frame()
-    assert list(frame.columns) == ["group", "param", "estimate"]
+    assert list(frame.columns) == ["group", "param", "estimate", "flags"]
     assert len(frame) == 15 and set(frame["group"]) == {"g1", "g2", "g3"}
 
 
@@ -339,7 +339,7 @@ def test_bootstrap_intervals_contain_truth_and_shrink(npl, boot_pair):
         w_large = np.subtract(*large.interval(n)[::-1])
         assert w_large < 0.8 * w_small, n
     frame = small.to_frame()
-    assert list(frame.columns) == ["group", "param", "estimate", "ci_low", "ci_high"]
+    assert list(frame.columns) == ["group", "param", "estimate", "ci_low", "ci_high", "flags"]
     assert list(frame["param"]) == list(CHINCHILLA.names)
     np.testing.assert_allclose(frame["ci_low"], small.ci_low[0])
 
@@ -429,28 +429,17 @@ def test_evaluate_holdout_r2_matches_hand_computation(ref, npl, holdout_table):
 # --------------------------------------------------------------------------- input errors
 
 
-def test_group_with_too_few_runs_names_the_group(npl):
+@pytest.mark.parametrize("as_table", [False, True])
+def test_group_with_too_few_runs_is_skipped_by_name(npl, as_table):
     big = npl.chinchilla_frame(SIZES, TOKENS).assign(group="big")
     tiny = npl.chinchilla_frame([1e8, 1e9], [1e9, 1e10]).assign(group="tiny")
     frame = pd.concat([big, tiny], ignore_index=True)
-    with pytest.raises(ValueError, match="tiny") as err:
-        aj.fit(CHINCHILLA, frame, group_by="group", starts=CHIN_STARTS)
-    assert "big" not in str(err.value)
-    with pytest.raises(ValueError, match="tiny"):
-        aj.fit(DATA_CONSTRAINED, pd.concat([big, tiny], ignore_index=True).assign(unique_tokens=1e12),
-               group_by="group")
-
-
-def test_runtable_group_with_too_few_runs_names_the_group(npl):
-    big = npl.chinchilla_frame(SIZES, TOKENS).assign(group="big")
-    tiny = npl.chinchilla_frame([1e8, 1e9], [1e9, 1e10]).assign(group="tiny")
-    table = aj.validate_runs(pd.concat([big, tiny], ignore_index=True))
-    try:
-        aj.fit(CHINCHILLA, table, group_by="group", starts=CHIN_STARTS)
-    except ValueError as err:
-        assert "tiny" in str(err)
-    else:
-        raise AssertionError("no ValueError for group 'tiny' (4 runs, 5 free parameters)")
+    runs = aj.validate_runs(frame) if as_table else frame
+    with pytest.warns(UserWarning, match=r"skipped 1 group\(s\) .*: tiny"):
+        res = aj.fit(CHINCHILLA, runs, group_by="group", starts=CHIN_STARTS)
+    assert res.groups == ("big",) and res.skipped == ("tiny",)
+    with pytest.raises(ValueError, match="'tiny' \\(4\\)"):
+        aj.fit(DATA_CONSTRAINED, tiny.assign(unique_tokens=1e12), group_by="group")
 
 
 def test_fit_with_every_parameter_fixed_returns_objective(npl, noisy40):

@@ -33,6 +33,7 @@ from ..laws import get_law
 from ..laws.spec import Law
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
+from .identify import bootstrap_flags, describe, gauss_newton, point_flags
 from .result import FitResult
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
@@ -40,6 +41,7 @@ __all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch"]
 
 ALL = "all"
 DTYPES = ("float64", "float32", "mixed")
+BOOTSTRAP_UNITS = ("run", "row")
 
 
 def require_x64() -> None:
@@ -172,6 +174,7 @@ def fit(
     fix: Mapping[str, float] | None = None,
     tie: Sequence[tuple[str, str]] | None = None,
     bootstrap: int = 0,
+    bootstrap_unit: str | None = None,
     seed: int = 0,
     level: float = 0.95,
     screen_steps: int = 10,
@@ -196,6 +199,9 @@ def fit(
         fix: public parameter values to hold fixed, e.g. ``{"alpha": 0.35}``.
         tie: pairs ``(leader, follower)`` constrained equal, e.g. ``[("alpha", "beta")]``.
         bootstrap: number of resamples B (0: none).
+        bootstrap_unit: what a resample draws with replacement: ``"run"`` (whole training runs: all rows
+            sharing a ``run`` identifier, its checkpoints, enter or leave together) or ``"row"``; default
+            ``"run"`` when the table has a ``run`` column, else ``"row"``.
         seed: seed of the resampling.
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
         weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
@@ -211,6 +217,10 @@ def fit(
             throughput, tolerances 1e-6); or ``"mixed"``, float32 for screening the starts and float64 for
             polishing and bootstrap refits from the estimate. Accuracy against float64: BENCHMARKS.md.
         progress: show progress bars (finished fits) on stderr.
+
+    Groups with fewer runs (of positive weight) than free parameters are skipped with one warning naming
+    them (``FitResult.skipped``); a ``ValueError`` when no group is left. Every fitted group gets
+    identification flags (:mod:`atlas_jax.engine.identify`), one warning line per flagged group.
 
     ``FitResult.timings`` holds seconds (``prepare_s``, ``fit_s``, ``bootstrap_s``) and run-evaluations, the law
     and its Jacobian at one run for one fit (``fit_evaluations``, ``bootstrap_evaluations``).
@@ -228,14 +238,14 @@ def fit(
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
     cons = Constraints.build(law, fix, tie)
-    table = validate_runs(runs.frame if isinstance(runs, RunTable) else runs, required=law.required,
-                          group_by=group_by, n_free=max(cons.n_free, 1))
+    table = runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required, group_by=group_by)
     frame = table.frame
+    missing = [c for c in law.required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"law {law.name!r} needs column(s) {missing}; available columns: {list(frame.columns)}")
+    frame, weights, skipped = _drop_small_groups(frame, group_by, weights, cons.n_free, law.name)
     data = group_data(law, frame, group_by, weights)
-    for group, n in zip(data.groups, data.n_runs):
-        if n < cons.n_free:
-            raise ValueError(f"group {group!r} has {n} run(s) with positive weight; expected at least "
-                             f"{cons.n_free} (the free parameters of {law.name!r})")
+    unit = _bootstrap_unit(bootstrap_unit, frame, resample_indices)
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
     screen_dtype, polish_dtype = ("float64" if dtype == "float64" else "float32",
@@ -270,12 +280,21 @@ def fit(
     groups = np.arange(len(data.groups))
     best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
     timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
-    warnings_ = list(table.warnings) + _status_warnings(data.groups, best, cons)
+    names = tuple(law.names_for(fr) for fr in data.frames)
+    public = [dict(zip(law.names, n)) for n in names]  # law-level names (tau_1) -> the group's (tau_en)
+    jac, hess = gauss_newton(law.log_loss, {k: jnp.asarray(v) for k, v in data.features.items()}, data.log_y,
+                             data.mask, best.params.astype(float), cons.basis, cons.offset)
+    flags, condition = point_flags(np.asarray(jac), np.asarray(hess), data.mask, best.params.astype(float),
+                                   cons.lower, cons.upper, best.status, cons.free_names)
+    warnings_ = list(table.warnings)
+    if skipped:
+        warnings_.append(f"skipped {len(skipped)} group(s) with fewer runs than the {cons.n_free} free parameters "
+                         f"of {law.name!r}: {', '.join(skipped)}")
 
     samples = sample_status = ci_low = ci_high = None
     if bootstrap or resample_indices is not None:
         t0 = time.perf_counter()
-        counts = _bootstrap_weights(data, bootstrap, seed, resample_indices)
+        counts = _bootstrap_weights(data, bootstrap, seed, resample_indices, unit)
         G, B, n = counts.shape
         rows, w = np.repeat(groups, B), counts.reshape(G * B, n)
         if bootstrap_multistart:
@@ -289,19 +308,27 @@ def fit(
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
         timings["bootstrap_s"] = time.perf_counter() - t0
         timings["bootstrap_evaluations"] = evaluations[0] - timings["fit_evaluations"]
-        warnings_ += [f"group {group!r}: {1 - ok[g].mean():.1%} of bootstrap refits did not converge "
-                      "(left out of the intervals)" for g, group in enumerate(data.groups) if ok[g].mean() < 0.99]
+        positive = np.array([p.log or p.bounds[0] >= 0 for p in law.params])
+        flags = bootstrap_flags(flags, ok, ci_low, ci_high, positive, (law.names,) * len(flags),
+                                set(cons.free_names))
+    flags = [{f: tuple(public[g][n] for n in params) for f, params in flags[g].items()} for g in range(len(flags))]
+    for g, group in enumerate(data.groups):
+        if flags[g]:
+            refits = float(np.mean(ok[g])) if sample_status is not None else None
+            warnings_.append(f"group {group!r}: not a trustworthy fit: {describe(flags[g], condition[g], refits)}")
 
     for note in warnings_[len(table.warnings):]:
         warnings.warn(note, UserWarning, stacklevel=2)
     return FitResult(
-        law=law.name, groups=data.groups, names=tuple(law.names_for(fr) for fr in data.frames),
+        law=law.name, groups=data.groups, names=names,
         estimate=law.to_public(cons.expand(best.params.astype(float))), objective=best.objective.astype(float),
         status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps,
         grad_norm=best.grad_norm.astype(float),
         n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta,
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
         ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
+        flags=tuple(flags), condition=condition, bootstrap_unit=unit if samples is not None else None,
+        skipped=tuple(skipped),
     )
 
 
@@ -333,21 +360,39 @@ def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps,
     return jax.tree.map(lambda a: a[np.arange(R), idx], sol)
 
 
-def _status_warnings(groups, best: Solution, cons: Constraints) -> list[str]:
-    notes = []
-    for g, group in enumerate(groups):
-        code = int(best.status[g])
-        if code == AT_BOUND:
-            at = [name for j, name in enumerate(cons.free_names)
-                  if not cons.lower[j] < best.params[g, j] < cons.upper[j]]
-            notes.append(f"group {group!r}: parameter(s) {', '.join(at)} pinned at a bound")
-        elif code != CONVERGED:
-            notes.append(f"group {group!r}: best fit did not converge ({STATUS_NAMES[code]})")
-    return notes
+def _drop_small_groups(frame: pd.DataFrame, group_by, weights, n_free: int, law_name: str):
+    """Leave out groups with fewer runs of positive weight than ``n_free``: (frame, weights, skipped names)."""
+    weights = np.ones(len(frame)) if weights is None else np.asarray(weights, float)
+    if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"weights: expected {len(frame)} finite values >= 0, one per run")
+    groups, rows = split_groups(frame, group_by)
+    small = [(g, int((weights[r] > 0).sum())) for g, r in zip(groups, rows) if (weights[r] > 0).sum() < n_free]
+    if len(small) == len(groups):
+        shown = ", ".join(f"{g!r} ({n})" for g, n in small[:10]) + (" ..." if len(small) > 10 else "")
+        raise ValueError(f"no group has the {n_free} runs (of positive weight) that the free parameters of "
+                         f"{law_name!r} need: {shown}" + ("; share parameters across groups (share=...) or fix some"
+                                                          if group_by else "; fix some parameters (fix=...)"))
+    if not small:
+        return frame, weights, []
+    keep = np.sort(np.concatenate([r for g, r in zip(groups, rows) if g not in dict(small)]))
+    return frame.iloc[keep].reset_index(drop=True), weights[keep], [g for g, _ in small]
 
 
-def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) -> np.ndarray:
-    """[G, B, n_max] resample counts times run weights; resamples draw from each group's weighted runs."""
+def _bootstrap_unit(unit: str | None, frame: pd.DataFrame, indices) -> str:
+    if unit is None:
+        return "run" if "run" in frame.columns and indices is None else "row"
+    if unit not in BOOTSTRAP_UNITS:
+        raise ValueError(f"bootstrap_unit: expected one of {', '.join(BOOTSTRAP_UNITS)}, got {unit!r}")
+    if unit == "run" and "run" not in frame.columns:
+        raise ValueError("bootstrap_unit 'run' needs a 'run' column (the training run each row belongs to)")
+    if unit == "run" and indices is not None:
+        raise ValueError("resample_indices draw rows: use bootstrap_unit='row'")
+    return unit
+
+
+def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices, unit: str = "row") -> np.ndarray:
+    """[G, B, n_max] resample counts times run weights; resamples draw from each group's weighted rows, or with
+    ``unit="run"`` from its runs (a drawn run brings all its rows of positive weight)."""
     if indices is not None:
         if len(data.groups) != 1:
             raise ValueError("resample_indices needs a single group")
@@ -358,8 +403,12 @@ def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices) 
     out = np.zeros((len(data.groups), n_resamples if indices is None else len(indices), data.mask.shape[1]))
     for g, w in enumerate(data.mask):
         live = np.flatnonzero(w > 0)
-        draws = counts_from_indices(indices, len(live)) if indices is not None else \
-            resample_counts(rng, len(live), n_resamples)
+        if unit == "run":
+            _, run = np.unique(data.frames[g]["run"].to_numpy()[live], return_inverse=True)
+            draws = resample_counts(rng, run.max() + 1, n_resamples)[:, run]
+        else:
+            draws = counts_from_indices(indices, len(live)) if indices is not None else \
+                resample_counts(rng, len(live), n_resamples)
         if len(live) == len(w):
             np.multiply(draws, w, out=out[g])
         else:

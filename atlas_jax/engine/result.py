@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .identify import describe
+
 __all__ = ["FitResult", "group_index"]
 
 
@@ -26,7 +28,10 @@ class FitResult:
     """Per-group fits of one law. Arrays are indexed ``[group, parameter]``.
 
     ``estimate`` and ``samples`` are in public space (E, A, B, not their logs);
-    ``samples`` is ``[group, resample, parameter]`` when bootstrapped.
+    ``samples`` is ``[group, resample, parameter]`` when bootstrapped. ``status`` is the solver's status of
+    each group's best fit; ``flags`` holds each group's identification flags ``{flag: parameters}``
+    (:mod:`atlas_jax.engine.identify`) and ``condition`` the condition number of its Gauss-Newton Hessian.
+    A group is usable only when it has no flag: :meth:`verdict` says ``converged`` only then.
     """
 
     law: str
@@ -49,6 +54,33 @@ class FitResult:
     level: float = 0.95
     warnings: tuple[str, ...] = ()
     timings: dict = field(default_factory=dict)
+    flags: tuple[dict, ...] = ()
+    condition: np.ndarray | None = None
+    bootstrap_unit: str | None = None
+    skipped: tuple[str, ...] = ()            # groups with fewer runs than free parameters, not fitted
+
+    @property
+    def usable(self) -> tuple[bool, ...]:
+        """Per group: converged with no identification flag."""
+        return tuple(not self._flags(g) for g in range(len(self.groups)))
+
+    def _flags(self, g: int) -> dict:
+        return self.flags[g] if self.flags else {}
+
+    def verdict(self, group: str | None = None) -> str:
+        """``converged``, or ``flagged: ...`` naming every flag and the parameters it concerns."""
+        g = self._group_index(group)
+        flags = self._flags(g)
+        if not flags:
+            return self.status[g]
+        refits = float(np.mean(np.isin(self.sample_status[g], (0, 3)))) if self.sample_status is not None else None
+        condition = None if self.condition is None else float(self.condition[g])
+        return "flagged: " + describe(flags, condition, refits)
+
+    def param_flags(self, name: str, group: str | None = None) -> tuple[str, ...]:
+        """Flags that concern parameter ``name`` of a group (whole-group flags included)."""
+        g = self._group_index(group)
+        return tuple(f for f, params in self._flags(g).items() if not params or name in params)
 
     def params(self, group: str | None = None) -> dict[str, float]:
         """Estimates of one group (the only one if ``group`` is None) as ``{name: value}``."""
@@ -66,7 +98,8 @@ class FitResult:
         return group_index(self.groups, group)
 
     def to_frame(self) -> pd.DataFrame:
-        """Long format: one row per group and parameter (``group, param, estimate[, ci_low, ci_high]``)."""
+        """Long format: one row per group and parameter (``group, param, estimate[, ci_low, ci_high], flags``);
+        ``flags`` lists the flags that concern the parameter, separated by ``;`` (empty when none)."""
         rows = []
         for g, group in enumerate(self.groups):
             for j, name in enumerate(self.names[g]):
@@ -74,6 +107,7 @@ class FitResult:
                 if self.ci_low is not None:
                     row["ci_low"] = float(self.ci_low[g, j])
                     row["ci_high"] = float(self.ci_high[g, j])
+                row["flags"] = ";".join(f for f, params in self._flags(g).items() if not params or name in params)
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -82,7 +116,11 @@ class FitResult:
         return {
             group: {
                 "objective": float(self.objective[g]),
-                "status": self.status[g],
+                "status": "flagged" if self._flags(g) else self.status[g],
+                "solver_status": self.status[g],
+                "flags": {f: list(p) for f, p in self._flags(g).items()},
+                "verdict": self.verdict(group),
+                **({"condition_number": float(self.condition[g])} if self.condition is not None else {}),
                 "steps": int(self.steps[g]),
                 "grad_norm": float(self.grad_norm[g]),
                 "n_runs": int(self.n_runs[g]),
@@ -90,4 +128,5 @@ class FitResult:
                    if self.sample_status is not None else {}),
             }
             for g, group in enumerate(self.groups)
-        }
+        } | {group: {"status": "skipped", "verdict": "skipped: fewer runs than free parameters"}
+             for group in self.skipped}
