@@ -19,6 +19,11 @@ BUNDLED = {"epoch-chinchilla": "load_chinchilla", "datablations": "load_datablat
            "atlas-campaign": "load_campaign"}
 
 
+class BootstrapUnit(str, Enum):
+    run = "run"
+    row = "row"
+
+
 class LawName(str, Enum):
     chinchilla = "chinchilla"
     data_constrained = "data_constrained"
@@ -39,36 +44,56 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder for params.csv and fit.json."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber threshold on log residuals."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for 95% percentile intervals."),
+    bootstrap_unit: Optional[BootstrapUnit] = typer.Option(
+        None, "--bootstrap-unit", help="What a resample draws: whole runs (rows sharing a 'run' id; the default "
+                                       "when the table has a 'run' column) or rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
     fix: Optional[List[str]] = typer.Option(None, "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable)."),
     tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: LEADER=FOLLOWER, e.g. alpha=beta."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
+    where: Optional[str] = typer.Option(None, "--where", help="Keep the rows matching a pandas query, e.g. "
+                                                              "\"regime == 'pretrain'\"."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="atlas: force one variant (monolingual, other, "
+                                                                  "transfer) instead of each group's largest."),
+    two_stage: bool = typer.Option(False, "--two-stage", help="data_constrained: Muennighoff et al.'s two-stage "
+                                                              "recipe (Chinchilla on single-epoch runs, then R_D*, R_N*)."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high]) and DIR/fit.json."""
+    """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags) and DIR/fit.json.
+    Exits 3 when no group gives a trustworthy fit (every group flagged)."""
     try:
-        _fit(runs, law.value, out, delta, bootstrap, seed, fix or [], tie or [], group_by, columns or [], quiet)
+        usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
+                      fix or [], tie or [], group_by, where, variant, two_stage, columns or [], quiet)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
+    if not usable:
+        typer.echo("error: no group gave a trustworthy fit (see the flags above and in params.csv): add runs that "
+                   "vary what is flagged, fix or share parameters, or use a smaller law", err=True)
+        raise typer.Exit(code=3)
 
 
-def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, columns, quiet=False):
+def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, where, variant, two_stage,
+         columns, quiet=False) -> bool:
+    """Fit, write and print; returns whether any group is usable."""
     import jax
     import pandas as pd
 
     import atlas_jax
-    from atlas_jax.data.runs import parse_column_mapping, validate_runs
-    from atlas_jax.engine.constraints import Constraints, parse_assignments
+    from atlas_jax.data.runs import parse_column_mapping
+    from atlas_jax.engine.constraints import parse_assignments
+    from atlas_jax.engine.select import atlas_variants, select_rows
     from atlas_jax.io import atomic_output_dir, write_json
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
-    frame = _read_runs(runs, parse_column_mapping(columns))
-    if law_name == "atlas":  # the full law where the table has mixture columns, else the monolingual variant
-        law_name = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
-    law = get_law(law_name)
+    frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, where=where,
+                               group_by=group_by)
+    if variant is not None and law_name != "atlas":
+        raise ValueError("--variant applies to --law atlas only")
+    if two_stage and law_name != "data_constrained":
+        raise ValueError("--two-stage applies to --law data_constrained only")
     fixed = {}
     for name, value in parse_assignments(fix, "--fix"):
         try:
@@ -76,25 +101,51 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
         except ValueError:
             raise ValueError(f"--fix {name}={value}: expected a number") from None
     ties = parse_assignments(tie, "--tie")
-    cons = Constraints.build(law, fixed, ties)
-    table = validate_runs(frame, required=law.required, group_by=group_by, n_free=cons.n_free)
-    result = atlas_jax.fit(law, table, group_by=group_by, delta=delta, fix=fixed, tie=ties,
-                           bootstrap=bootstrap, seed=seed, progress=_progress(quiet))
-    params = result.to_frame()
+    options = dict(delta=delta, fix=fixed, tie=ties, bootstrap=bootstrap, bootstrap_unit=bootstrap_unit, seed=seed,
+                   progress=_progress(quiet))
+    with warnings.catch_warnings():  # every warning is kept in the results and echoed below, once
+        warnings.simplefilter("ignore", UserWarning)
+        if law_name == "atlas":
+            parts = atlas_variants(frame, group_by, variant)
+            results = []
+            for v, groups in parts.items():
+                rows = frame if len(parts) == 1 else frame[frame[group_by].astype(str).isin(groups)]
+                results.append(atlas_jax.fit(get_law("atlas" if v == "transfer" else f"atlas_{v}"), rows,
+                                             group_by=group_by, **options))
+                notes.append(f"law atlas: {v} variant for {len(groups)} group(s): {', '.join(groups[:12])}"
+                             + (" ..." if len(groups) > 12 else ""))
+        elif two_stage:
+            if fixed or ties:
+                raise ValueError("--two-stage fixes E A B alpha beta itself: drop --fix/--tie")
+            first, second = atlas_jax.fit_data_constrained_two_stage(frame, **{k: options[k] for k in (
+                "delta", "bootstrap", "bootstrap_unit", "seed", "progress")})
+            notes.append("two-stage recipe: stage 1 " + ", ".join(f"{k} = {v:.6g}" for k, v in first.params().items()))
+            results = [second]
+        else:
+            results = [atlas_jax.fit(get_law(law_name), frame, group_by=group_by, **options)]
+    params = pd.concat([r.to_frame().assign(law=r.law) if len(results) > 1 else r.to_frame() for r in results],
+                       ignore_index=True)
+    groups = {}
+    for r in results:
+        groups.update({g: {"law": r.law, **v} for g, v in r.summary().items()})
+    messages = notes + [w for r in results for w in r.warnings]
     info = {
-        "law": law.name,
+        "law": law_name if len(results) > 1 else results[0].law,
         "runs": str(runs),
-        "groups": result.summary(),
-        "n_starts": result.n_starts,
+        "where": where,
+        "groups": groups,
+        "n_starts": {r.law: r.n_starts for r in results},
         "delta": delta,
         "bootstrap": bootstrap,
+        "bootstrap_unit": results[0].bootstrap_unit,
         "seed": seed,
-        "fixed": result.fixed,
-        "ties": [list(t) for t in result.ties],
-        "warnings": list(result.warnings),
-        "timings_s": {**{k: v for k, v in result.timings.items() if k.endswith("_s")},
+        "fixed": results[0].fixed,
+        "ties": [list(t) for t in results[0].ties],
+        "warnings": messages,
+        "timings_s": {**{k: sum(r.timings.get(k, 0.0) for r in results) for k in results[0].timings if k.endswith("_s")},
                       "total_s": time.perf_counter() - started},
-        "run_evaluations": {k: v for k, v in result.timings.items() if k.endswith("_evaluations")},
+        "run_evaluations": {k: sum(r.timings.get(k, 0) for r in results)
+                            for k in results[0].timings if k.endswith("_evaluations")},
         "versions": {p: version(p) for p in ("atlas-jax", "jax", "jaxlib", "numpy", "pandas")},
         "device": [str(d) for d in jax.devices()],
         "command": sys.argv,
@@ -102,18 +153,26 @@ def _fit(runs, law_name, out, delta, bootstrap, seed, fix, tie, group_by, column
     with atomic_output_dir(out) as tmp:
         params.to_csv(tmp / "params.csv", index=False)
         write_json(tmp / "fit.json", info)
-    with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
+    with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140,
+                           "display.max_rows", 500):
         typer.echo(params.to_string(index=False))
-    for w in result.warnings:
+    for w in messages:
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"objective {', '.join(f'{g}={v:.10g}' for g, v in zip(result.groups, result.objective))}; "
-               f"{result.n_starts} starts; wrote {out}/params.csv and {out}/fit.json")
+    usable = [u for r in results for u in r.usable]
+    typer.echo("; ".join(f"{g}: {v['status']} (objective {v['objective']:.10g})" for g, v in groups.items()
+                         if v["status"] != "skipped") +
+               f"; {sum(usable)} of {len(usable)} group(s) usable; bootstrap by {results[0].bootstrap_unit or '-'}; "
+               f"wrote {out}/params.csv and {out}/fit.json")
+    return any(usable)
 
 
 @app.command("plan")
 def plan_cmd(
     runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: " + ", ".join(BUNDLED)),
-    target: str = typer.Option(..., "--target", help="Language to plan for."),
+    target: Optional[str] = typer.Option(None, "--target", help="Language to plan for (omit for a table of one "
+                                                                "language: N*, D*, loss from --law)."),
+    law: Optional[LawName] = typer.Option(None, "--law", help="Monolingual tables: the law to plan with (default "
+                                                              "chinchilla); a target is planned with ATLAS."),
     languages: Optional[str] = typer.Option(None, "--languages", help="Helper languages trained alongside, L1,L2,..."),
     flops: Optional[float] = typer.Option(None, "--flops", help="Compute budget C = 6 N D in FLOPs."),
     tokens: Optional[float] = typer.Option(None, "--tokens", help="Token budget D."),
@@ -125,7 +184,8 @@ def plan_cmd(
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Recommend N and D for TARGET with intervals: helper languages by tau, finetune-or-pretrain verdict, loss."""
+    """Recommend N and D for TARGET with intervals: helper languages by tau, finetune-or-pretrain verdict, loss.
+    Refuses (exit 2) when the fit it rests on is flagged; flags what is extrapolated."""
     import json
 
     try:
@@ -133,9 +193,12 @@ def plan_cmd(
         from atlas_jax.data.runs import parse_column_mapping
 
         frame = _read_runs(runs, parse_column_mapping(columns or []))
-        result = plan(frame, target, languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
-                      flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
-                      bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json))
+        with warnings.catch_warnings():  # the plan keeps every warning in its notes
+            warnings.simplefilter("ignore", UserWarning)
+            result = plan(frame, target, law=law and law.value,
+                          languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
+                          flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
+                          bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json))
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)

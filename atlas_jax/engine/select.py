@@ -1,0 +1,93 @@
+"""Which rows a law can use and which ATLAS variant each group's rows support.
+
+A run table from the field mixes what one law describes with what it does not: finetuning curves beside
+pretraining runs, many target languages in one file. :func:`select_rows` applies a user's ``where``
+filter and leaves out the rows a law cannot use (finetuning rows for every pretraining law), with a note
+for each; it warns when languages are pooled into one fit. :func:`atlas_variants` picks, per group, the
+largest ATLAS variant (Longpre et al. 2026) the group's mixtures support: ``transfer`` when the target is
+co-sampled with at least 3 other languages, ``other`` when some of its runs mix in other languages, else
+``monolingual``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..laws import atlas_law, transfer_languages
+from ..laws.atlas import ATLAS_VARIANTS
+from .batch import split_groups
+
+__all__ = ["CURVE_LAWS", "select_rows", "atlas_variants", "atlas_variant"]
+
+CURVE_LAWS = ("scratch_curve", "finetune_curve")
+
+
+def select_rows(frame: pd.DataFrame, law: str, *, where: str | None = None,
+                group_by: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of ``frame`` that ``law`` describes, after the pandas query ``where``; and notes on what was left out.
+
+    Finetuning rows (``regime == 'finetune'``) continue another model's training, which no pretraining law
+    describes: they are left out of every law but the curve laws. A table with several values in
+    ``language`` and no ``group_by`` gets a note that the languages are pooled into one fit.
+    """
+    notes = []
+    if where:
+        try:
+            kept = frame.query(where, engine="python")
+        except Exception as err:  # pandas raises many types for a bad expression
+            raise ValueError(f"--where {where!r}: not a valid row filter over columns {list(frame.columns)} "
+                             f"({type(err).__name__}: {err})") from None
+        if not isinstance(kept, pd.DataFrame) or kept.empty:
+            raise ValueError(f"--where {where!r} keeps no row of the {len(frame)}")
+        notes.append(f"--where {where!r} keeps {len(kept)} of {len(frame)} rows")
+        frame = kept
+    if law not in CURVE_LAWS and "regime" in frame.columns:
+        finetune = frame["regime"].astype(str) == "finetune"
+        if finetune.all():
+            raise ValueError(f"every row is a finetuning curve (regime 'finetune'); law {law!r} describes "
+                             "pretraining runs")
+        if finetune.any():
+            notes.append(f"left out {int(finetune.sum())} finetuning row(s) (regime 'finetune'): law {law!r} "
+                         "describes pretraining")
+            frame = frame[~finetune]
+    if group_by is None and "language" in frame.columns:
+        langs = sorted(frame["language"].astype(str).unique())
+        if len(langs) > 1:
+            notes.append(f"the losses are measured on {len(langs)} languages ({', '.join(langs[:8])}"
+                         f"{' ...' if len(langs) > 8 else ''}) and are pooled into one fit; "
+                         "use --group-by language for one fit per language")
+    return frame.reset_index(drop=True), notes
+
+
+def atlas_variant(frame: pd.DataFrame) -> str:
+    """The largest ATLAS variant one target language's rows support."""
+    try:
+        transfer_languages(frame, 3)
+        return "transfer"
+    except ValueError:
+        pass
+    own = f"tokens_{frame['language'].iloc[0]}"
+    mixed = own in frame.columns and bool((frame["tokens"] > frame[own] * (1 + 1e-9)).any())
+    return "other" if mixed else "monolingual"
+
+
+def atlas_variants(frame: pd.DataFrame, group_by: str | None, variant: str | None = None) -> dict[str, list[str]]:
+    """``{variant: groups}``: every group's largest supported ATLAS variant, or ``variant`` for all.
+
+    A forced ``variant`` a group cannot support raises a ``ValueError`` naming the group.
+    """
+    if variant is not None and variant not in ATLAS_VARIANTS:
+        raise ValueError(f"--variant: expected one of {', '.join(ATLAS_VARIANTS)}, got {variant!r}")
+    if "language" not in frame.columns:
+        raise ValueError("law 'atlas' needs a 'language' column (the language each loss is measured on)")
+    out: dict[str, list[str]] = {}
+    for group, rows in zip(*split_groups(frame, group_by)):
+        runs = frame.iloc[rows]
+        if runs["language"].nunique() > 1:
+            raise ValueError(f"group {group!r} mixes target languages {sorted(runs['language'].astype(str).unique())}"
+                             ": the ATLAS law fits one target per group; use --group-by language")
+        chosen = variant or atlas_variant(runs)
+        if variant is not None:
+            atlas_law(variant).features(runs)  # raises, naming the language, when the rows cannot support it
+        out.setdefault(chosen, []).append(group)
+    return out
