@@ -261,7 +261,7 @@ def test_curse_posterior_derives_language_multipliers():
     from atlas_jax.analysis import expansion_multipliers
     from atlas_jax.data.synthetic import campaign
 
-    frame, truth = campaign(seed=0, noise=0.01, transfer=False)
+    frame, truth = campaign(seed=0, noise=0.01, transfer=False, phi=0.11, psi=-0.04)
     runs = frame[frame["group"].isin(["capacity", "monolingual"]) & (frame["language"] == "en")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

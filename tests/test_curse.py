@@ -27,7 +27,7 @@ TRUTH = dict(E=1.7, A=2000.0, B=40.0, alpha=0.45, beta=0.15, phi=0.11, psi=-0.04
 KS = (1, 2, 4, 8, 16, 32)
 SIZES = tuple(np.geomspace(1e7, 4e9, 6))
 D_T = (1e9, 3e9, 1e10, 3e10, 1e11)  # ratios are no powers of two: K * D_t never collides across K
-LANGS = tuple(f"l{i:02d}" for i in range(32))
+LANGS = tuple(f"x{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(32))  # xaa ... xbf: language codes
 
 # Fig. 5 of the paper: phi/alpha = 0.243 and 1 + psi/beta = 0.728 with phi = 0.11, psi = -0.04
 PUB = dict(phi=0.11, psi=-0.04, alpha=0.11 / 0.243, beta=0.04 / 0.272)
@@ -50,16 +50,16 @@ def law_log_loss(theta, frame) -> np.ndarray:
 
 
 def campaign(truth=TRUTH, noise=0.0, seed=0) -> pd.DataFrame:
-    """Uniform K-language mixtures (K in KS) x 6 model sizes x 5 D_t; target l00; mixture columns for 32 languages."""
+    """Uniform K-language mixtures (K in KS) x 6 model sizes x 5 D_t; target xaa; mixture columns for 32 languages."""
     rows = []
     for k in KS:
         for n in SIZES:
             for d in D_T:
-                row = dict(params=n, tokens=k * d, num_languages=k, language="l00")
+                row = dict(params=n, tokens=k * d, num_languages=k, language="xaa")
                 row.update({f"tokens_{l}": (d if j < k else 0.0) for j, l in enumerate(LANGS)})
                 rows.append(row)
     frame = pd.DataFrame(rows)
-    frame["loss"] = np_curse(frame["num_languages"], frame["params"], frame["tokens_l00"], **truth)
+    frame["loss"] = np_curse(frame["num_languages"], frame["params"], frame["tokens_xaa"], **truth)
     if noise:
         frame["loss"] *= np.exp(noise * np.random.default_rng(seed).standard_normal(len(frame)))
     return frame
@@ -119,7 +119,7 @@ def test_law_errors():
     with pytest.raises(ValueError, match="tokens_zz"):
         curse_features(frame.assign(language="zz"))
     with pytest.raises(ValueError, match="no tokens"):
-        curse_features(frame.assign(language="l31"))  # l31 is never sampled with K <= 1
+        curse_features(frame.assign(language="xbf"))  # xbf is never sampled with K <= 1
 
 
 # --------------------------------------------------------------------------- published multipliers
@@ -313,27 +313,29 @@ def test_multipliers_with_intervals_errors(noisy_fit, noiseless_fit):
 
 @pytest.fixture(scope="module")
 def joint_fit():
-    """Capacity and monolingual runs of a transfer-free ATLAS campaign (1 % noise): the curse law holds
-    exactly for the languages that never repeat data."""
+    """Capacity and monolingual runs (110 a language) of a transfer-free ATLAS campaign with the paper's
+    curse factors (1 % noise), for en, fr and ru: their unique tokens are never exhausted, so the curse law
+    holds exactly. (bn, sw, yo repeat their data in 58, 90, 104 of 110 runs; the curse law has no
+    saturation, and with them the shared phi comes out 0.101 [0.093, 0.106].)"""
     from atlas_jax.data.synthetic import campaign as atlas_campaign
 
-    frame, truth = atlas_campaign(seed=0, noise=0.01, transfer=False)
-    runs = frame[frame["group"].isin(["capacity", "monolingual"])].reset_index(drop=True)
-    return fit_curse_joint(runs, bootstrap=200), truth
+    frame, truth = atlas_campaign(seed=0, noise=0.01, transfer=False, phi=0.11, psi=-0.04)
+    runs = frame[frame["group"].isin(["capacity", "monolingual"]) & frame["language"].isin(["en", "fr", "ru"])]
+    return fit_curse_joint(runs.reset_index(drop=True), bootstrap=200), truth
 
 
 def test_joint_fit_recovers_phi_psi_and_multipliers(joint_fit):
-    """Shared phi = 0.11 and psi = -0.04 inside their 95 % intervals (measured 0.106 [0.100, 0.113],
-    -0.040 [-0.045, -0.035]); each non-repeating language's 2x-languages multipliers cover the truth's
-    r^(phi/alpha_l) and r^(1 + psi/beta_l)."""
+    """Shared phi = 0.11 and psi = -0.04 inside their 95 % intervals (measured 0.114 [0.097, 0.126],
+    -0.040 [-0.045, -0.034]); each language's 2x-languages multipliers cover the truth's r^(phi/alpha_l)
+    and r^(1 + psi/beta_l)."""
     res, truth = joint_fit
     assert res.status == ("converged",) and res.names[0][-2:] == ("phi", "psi")
     for name in ("phi", "psi"):
         low, high = res.interval(name)
         assert low < truth[name] < high and high - low < 0.03, name
     table = multipliers_with_intervals(res, (2,)).set_index(["group", "multiplier"])
-    assert sorted(table.index.get_level_values(0).unique()) == sorted(["en", "fr", "ru", "zh", "bn", "sw", "yo"])
-    for lang in ("en", "fr", "ru", "zh"):  # unique tokens never exhausted: no repetition
+    assert sorted(table.index.get_level_values(0).unique()) == ["en", "fr", "ru"]
+    for lang in ("en", "fr", "ru"):
         p = truth["languages"][lang]
         true = expansion_multipliers(2.0, p["alpha"], p["beta"], truth["phi"], truth["psi"])
         for key in ("model", "data"):
