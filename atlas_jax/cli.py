@@ -57,6 +57,8 @@ def fit_cmd(
                                                                   "transfer) instead of each group's largest."),
     two_stage: bool = typer.Option(False, "--two-stage", help="data_constrained: Muennighoff et al.'s two-stage "
                                                               "recipe (Chinchilla on single-epoch runs, then R_D*, R_N*)."),
+    base: Optional[str] = typer.Option(None, "--base", help="--two-stage: freeze a published stage-1 base instead "
+                                                            "of fitting it: muennighoff2023 (their C4 base)."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
@@ -64,7 +66,7 @@ def fit_cmd(
     Exits 3 when no group gives a trustworthy fit (every group flagged)."""
     try:
         usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
-                      fix or [], tie or [], group_by, where, variant, two_stage, columns or [], quiet)
+                      fix or [], tie or [], group_by, where, variant, two_stage, base, columns or [], quiet)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
@@ -75,7 +77,7 @@ def fit_cmd(
 
 
 def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, where, variant, two_stage,
-         columns, quiet=False) -> bool:
+         base, columns, quiet=False) -> bool:
     """Fit, write and print; returns whether any group is usable."""
     import jax
     import pandas as pd
@@ -94,6 +96,8 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
         raise ValueError("--variant applies to --law atlas only")
     if two_stage and law_name != "data_constrained":
         raise ValueError("--two-stage applies to --law data_constrained only")
+    if base is not None and (not two_stage or base != "muennighoff2023"):
+        raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
     fixed = {}
     for name, value in parse_assignments(fix, "--fix"):
         try:
@@ -117,9 +121,13 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
         elif two_stage:
             if fixed or ties:
                 raise ValueError("--two-stage fixes E A B alpha beta itself: drop --fix/--tie")
-            first, second = atlas_jax.fit_data_constrained_two_stage(frame, **{k: options[k] for k in (
+            first, second = atlas_jax.fit_data_constrained_two_stage(frame, base=base, **{k: options[k] for k in (
                 "delta", "bootstrap", "bootstrap_unit", "seed", "progress")})
-            notes.append("two-stage recipe: stage 1 " + ", ".join(f"{k} = {v:.6g}" for k, v in first.params().items()))
+            stage1 = first.params() if first is not None else atlas_jax.engine.recipes.MUENNIGHOFF2023_BASE
+            notes.append(f"two-stage recipe: stage 1 {'fitted on the single-epoch runs' if first else 'frozen at ' + base}"
+                         + ": " + ", ".join(f"{k} = {v:.6g}" for k, v in stage1.items())
+                         + ("" if first is None else "; Muennighoff et al.'s published R_D*, R_N* rest on their C4 "
+                            "base (--base muennighoff2023)"))
             results = [second]
         else:
             results = [atlas_jax.fit(get_law(law_name), frame, group_by=group_by, **options)]

@@ -38,7 +38,8 @@ def test_flops_budget_matches_the_closed_form_optimum(english, by_flops):
     assert by_flops.tokens[0] == pytest.approx(d, rel=0.03)
     loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
     assert by_flops.loss[0] == pytest.approx(loss, rel=1e-4)
-    assert by_flops.law == "atlas_other"  # no co-sampled languages: the transfer variant is not identifiable
+    assert by_flops.law == "atlas_monolingual"  # en's runs mix in no other language
+    assert by_flops.flags == ("no_interval",) and "(no interval)" in str(by_flops) and "nan" not in str(by_flops)
 
 
 def test_token_and_parameter_budgets_invert_the_frontier(english, by_flops):
@@ -63,7 +64,12 @@ def test_verdict_follows_the_crossover(english):
         assert any("C* = " in note and "5 model sizes" in note for note in p.notes)
     assert small.target_tokens[0] < small.crossover[1] and small.verdict.startswith("finetune")
     assert large.target_tokens[0] > large.crossover[2] and large.verdict.startswith("pretrain")
+    assert "crossover_extrapolated" not in small.flags
+    assert "crossover_extrapolated" in large.flags  # 1e12 parameters, curves at 0.55B-8.5B
     assert plan(frame, "en", params=2e9, bootstrap=0).verdict.startswith("pretrain from scratch (no checkpoint")
+    no_curves = frame[frame["regime"] != "finetune"]
+    assert plan(no_curves, "en", params=2e9, from_checkpoint=True, bootstrap=0).verdict == \
+        "cannot tell (no finetune curves for en in the runs)"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -88,3 +94,52 @@ def test_cli_plan_json(english, tmp_path):
     assert out["params"][0] == pytest.approx(n, rel=0.03) and out["target"] == "en"
     bad = CliRunner().invoke(app, ["plan", "--runs", str(path), "--target", "xx", "--flops", "1e21"])
     assert bad.exit_code == 2 and "unknown target" in bad.output
+
+
+def test_monolingual_table_plans_from_the_fitted_law():
+    """No language column: N*, D* of the fitted Chinchilla law (closed form at the estimate), with intervals."""
+    import atlas_jax as aj
+
+    runs = aj.load_chinchilla().frame
+    p = plan(runs, flops=1e23, bootstrap=20)
+    est = aj.fit("chinchilla", runs).params()
+    n, d = chinchilla_optimum(est, 1e23)
+    assert p.params[0] == pytest.approx(n, rel=0.03) and p.tokens[0] == pytest.approx(d, rel=0.03)
+    assert p.params[1] <= p.params[0] <= p.params[2] and p.flags == () and p.law == "chinchilla"
+    assert p.target is None and p.verdict.startswith("pretrain") and "nan" not in str(p).lower()
+
+
+def test_plan_refuses_a_flagged_fit(english, tmp_path):
+    """One model size: N is not identified, so the planner refuses (exit 2) instead of recommending the search
+    bound."""
+    frame, _ = english
+    scratch = frame[frame["group"] == "scratch"]
+    one = scratch[scratch["params"] == scratch["params"].iloc[0]]  # one loss curve: 20 checkpoints of one size
+    one = one.drop(columns=[c for c in one.columns if c.startswith(("tokens_", "unique_")) or c == "language"])
+    assert one["params"].nunique() == 1 and len(one) >= 5
+    with pytest.raises(ValueError, match=r"cannot plan: the chinchilla fit is flagged \(.*ill-conditioned"):
+        plan(one, flops=1e21, bootstrap=0)
+    path = tmp_path / "one.csv"
+    one.to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["plan", "--runs", str(path), "--flops", "1e21", "--bootstrap", "0"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and res.output.startswith("error: cannot plan")
+
+
+@pytest.fixture(scope="module")
+def zh_plan():
+    import atlas_jax as aj
+
+    table, truth = aj.load_campaign()
+    return plan(table, "zh", flops=1e21, from_checkpoint=True, bootstrap=40), truth
+
+
+def test_campaign_plan_ranks_only_identified_helpers(zh_plan):
+    p, truth = zh_plan
+    assert p.law == "atlas" and len(p.helpers) == 3
+    for row in p.helpers.itertuples():
+        identified = (row.ci_low > 0 or row.ci_high < 0) and row.ci_high - row.ci_low <= 1
+        assert row.status == ("ranked" if identified else "not identified")
+    ranked = p.helpers[p.helpers["status"] == "ranked"]
+    assert list(ranked["tau"]) == sorted(ranked["tau"], reverse=True)
+    text, data = str(p), json.dumps(p.to_dict())
+    assert "nan" not in text.lower() and "NaN" not in data

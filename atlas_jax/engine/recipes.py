@@ -23,7 +23,7 @@ __all__ = ["MUENNIGHOFF2023_BASE", "fit_data_constrained_two_stage"]
 MUENNIGHOFF2023_BASE = dict(E=float(np.exp(0.6254804)), A=float(np.exp(6.255414)), B=float(np.exp(7.3049974)),
                             alpha=0.3526596, beta=0.3526596)
 
-_BOOTSTRAP_ARGS = ("bootstrap", "seed", "resample_indices", "bootstrap_multistart", "level", "progress")
+_BOOTSTRAP_ARGS = ("bootstrap", "bootstrap_unit", "seed", "resample_indices", "bootstrap_multistart", "level", "progress")
 
 
 def fit_data_constrained_two_stage(runs: RunTable | pd.DataFrame, *, delta: float = 1e-3, tie_exponents: bool = True,
