@@ -20,15 +20,18 @@ def run(*args):
 def test_fit_writes_params_and_json(tmp_path):
     out = tmp_path / "dcsl"
     res = run("fit", "datablations", "--law", "data_constrained", "--out", out, "--bootstrap", 20, "--seed", 3, *FIX)
-    assert res.exit_code == 0, res.output
-    params = pd.read_csv(out / "params.csv")
+    assert res.exit_code == 3, res.output  # R_D*, R_N* intervals span decades: flagged, written, no usable group
+    assert "not a trustworthy fit: wide-interval (R_D_star, R_N_star)" in res.output
+    params = pd.read_csv(out / "params.csv", keep_default_na=False)
+    assert params.set_index("param").loc["R_N_star", "flags"] == "wide_interval"
     assert list(params.columns) == ["group", "param", "estimate", "ci_low", "ci_high", "flags"]
     est = params.set_index("param")["estimate"]
     assert est["alpha"] == pytest.approx(BASE["alpha"], rel=1e-12)
     info = json.loads((out / "fit.json").read_text())
     assert info["law"] == "data_constrained" and info["seed"] == 3 and info["bootstrap"] == 20
     assert info["groups"]["all"]["objective"] <= 0.0158259354  # the published optimum or a lower one
-    assert {"jax", "atlas-jax"} <= set(info["versions"]) and info["device"] and info["n_starts"] == 9
+    assert info["groups"]["all"]["status"] == "flagged" and info["groups"]["all"]["flags"]["wide_interval"]
+    assert {"jax", "atlas-jax"} <= set(info["versions"]) and info["device"] and info["n_starts"] == {"data_constrained": 9}
     assert all(k.endswith("_s") for k in info["timings_s"]) and info["run_evaluations"]["bootstrap_evaluations"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dcsl"]  # no temporary folder left behind
 
