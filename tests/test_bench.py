@@ -17,7 +17,7 @@ def test_run_evaluations_count_every_run_at_every_step():
     240 runs, 10 x 4 x 240 run-evaluations; 5 resamples refitted for 3 steps add 5 x 4 x 240."""
     runs = aj.load_chinchilla()
     starts = aj.get_law("chinchilla").start_grid()[::450]
-    with pytest.warns(UserWarning, match="did not converge"):
+    with pytest.warns(UserWarning, match="not a trustworthy fit: not-converged"):
         res = aj.fit("chinchilla", runs, starts=starts, keep=10, max_steps=3, bootstrap=5)
     assert res.status == ("max_steps",) and np.all(res.sample_status == MAX_STEPS)
     assert res.timings["fit_evaluations"] == 10 * 4 * 240

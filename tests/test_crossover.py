@@ -401,7 +401,7 @@ def test_fit_crossovers_errors():
         fit_crossovers(sized, bootstrap=0)
 
 
-@pytest.mark.filterwarnings("ignore:group .* pinned at a bound")
+@pytest.mark.filterwarnings("ignore:group .* not a trustworthy fit")
 def test_fit_crossovers_no_crossing_verdict():
     """Finetune curves with a lower floor win at every token count: no crossover, the verdict says so."""
     frame = curves_frame()

@@ -105,7 +105,7 @@ def test_curves_cross_at_the_published_tokens(exact):
             assert d.min() < cross < d.max()  # the crossing lies inside the curve
 
 
-@pytest.mark.filterwarnings("ignore:group .* pinned at a bound")
+@pytest.mark.filterwarnings("ignore:group .* not a trustworthy fit")
 def test_bundled_curves_recover_crossovers_and_their_compute_law():
     """Bundled campaign (0.05 % curve noise, 20 checkpoints a curve): the 95 % intervals hold at least 90 %
     of the 40 true crossovers (measured: 36); at least 30 point estimates cross in the bracket (40: the

@@ -35,6 +35,7 @@ from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
 from .identify import bootstrap_flags, describe, gauss_newton, point_flags
 from .result import FitResult
+from .shared import SharedLayout, fit_shared
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
 __all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch"]
@@ -186,6 +187,7 @@ def fit(
     memory_budget: float = 2**30,
     bootstrap_multistart: bool = False,
     dtype: str = "float64",
+    share: Sequence[str] | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
@@ -216,6 +218,8 @@ def fit(
         dtype: the solver's arithmetic: ``"float64"`` (default); ``"float32"`` throughout (accelerator
             throughput, tolerances 1e-6); or ``"mixed"``, float32 for screening the starts and float64 for
             polishing and bootstrap refits from the estimate. Accuracy against float64: BENCHMARKS.md.
+        share: free parameters shared by every group (e.g. ``["alpha", "beta"]``), fitted jointly with each
+            group's own (:mod:`atlas_jax.engine.shared`; float64, one device); resamples are drawn within each group.
         progress: show progress bars (finished fits) on stderr.
 
     Groups with fewer runs (of positive weight) than free parameters are skipped with one warning naming
@@ -243,7 +247,15 @@ def fit(
     missing = [c for c in law.required if c not in frame.columns]
     if missing:
         raise ValueError(f"law {law.name!r} needs column(s) {missing}; available columns: {list(frame.columns)}")
-    frame, weights, skipped = _drop_small_groups(frame, group_by, weights, cons.n_free, law.name)
+    if share:
+        share = list(dict.fromkeys(share))
+        SharedLayout.build(cons.free_names, share)  # names checked before any work
+        if group_by is None:
+            raise ValueError("share: parameters are shared across groups; give group_by")
+        if dtype != "float64" or bootstrap_multistart:
+            raise ValueError("share: joint fits run in float64 from the estimate (no dtype, bootstrap_multistart)")
+    n_needed = cons.n_free - len(share or ())
+    frame, weights, skipped = _drop_small_groups(frame, group_by, weights, max(n_needed, 1), law.name)
     data = group_data(law, frame, group_by, weights)
     unit = _bootstrap_unit(bootstrap_unit, frame, resample_indices)
     if dtype not in DTYPES:
@@ -278,21 +290,28 @@ def fit(
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
     groups = np.arange(len(data.groups))
-    best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
-    timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
     names = tuple(law.names_for(fr) for fr in data.frames)
     public = [dict(zip(law.names, n)) for n in names]  # law-level names (tau_1) -> the group's (tau_en)
-    jac, hess = gauss_newton(law.log_loss, {k: jnp.asarray(v) for k, v in data.features.items()}, data.log_y,
-                             data.mask, best.params.astype(float), cons.basis, cons.offset)
-    flags, condition = point_flags(np.asarray(jac), np.asarray(hess), data.mask, best.params.astype(float),
-                                   cons.lower, cons.upper, best.status, cons.free_names)
     warnings_ = list(table.warnings)
     if skipped:
-        warnings_.append(f"skipped {len(skipped)} group(s) with fewer runs than the {cons.n_free} free parameters "
-                         f"of {law.name!r}: {', '.join(skipped)}")
+        warnings_.append(f"skipped {len(skipped)} group(s) with fewer runs than the {n_needed} free parameters "
+                         f"{'of its own ' if share else ''}of {law.name!r}: {', '.join(skipped)}")
+    boot = None
+    if share:
+        best, boot, flags, condition = fit_shared(
+            law, cons, data, share, delta=delta, grid=grid, bootstrap=bootstrap, unit=unit, seed=seed,
+            screen_steps=screen_steps, keep=keep, max_steps=max_steps, indices=resample_indices)
+        timings["fit_s"] = time.perf_counter() - t0
+    else:
+        best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
+        timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
+        jac, hess = gauss_newton(law.log_loss, {k: jnp.asarray(v) for k, v in data.features.items()}, data.log_y,
+                                 data.mask, best.params.astype(float), cons.basis, cons.offset)
+        flags, condition = point_flags(np.asarray(jac), np.asarray(hess), data.mask, best.params.astype(float),
+                                       cons.lower, cons.upper, best.status, cons.free_names)
 
     samples = sample_status = ci_low = ci_high = None
-    if bootstrap or resample_indices is not None:
+    if not share and (bootstrap or resample_indices is not None):
         t0 = time.perf_counter()
         counts = _bootstrap_weights(data, bootstrap, seed, resample_indices, unit)
         G, B, n = counts.shape
@@ -302,12 +321,13 @@ def fit(
         else:
             boot = jax.tree.map(lambda a: a[:, 0], solve(w, rows, best.params[rows, None, :], max_steps, "bootstrap"))
         boot = jax.tree.map(lambda a: a.reshape((G, B) + a.shape[1:]), boot)
+        timings["bootstrap_s"] = time.perf_counter() - t0
+        timings["bootstrap_evaluations"] = evaluations[0] - timings["fit_evaluations"]
+    if boot is not None:
         samples = law.to_public(cons.expand(boot.params.astype(float)))
         sample_status = boot.status
         ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
-        timings["bootstrap_s"] = time.perf_counter() - t0
-        timings["bootstrap_evaluations"] = evaluations[0] - timings["fit_evaluations"]
         positive = np.array([p.log or p.bounds[0] >= 0 for p in law.params])
         flags = bootstrap_flags(flags, ok, ci_low, ci_high, positive, (law.names,) * len(flags),
                                 set(cons.free_names))
@@ -324,7 +344,7 @@ def fit(
         estimate=law.to_public(cons.expand(best.params.astype(float))), objective=best.objective.astype(float),
         status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps,
         grad_norm=best.grad_norm.astype(float),
-        n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta,
+        n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta, shared=tuple(share or ()),
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
         ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
         flags=tuple(flags), condition=condition, bootstrap_unit=unit if samples is not None else None,

@@ -13,7 +13,8 @@ flag                meaning
                     space (E -> 1e-17, or B -> 1e-53 with beta 5.4)
 ``no_dof``          residual degrees of freedom ``runs - free parameters < 1``: the fit interpolates
 ``ill_conditioned`` the Gauss-Newton Hessian ``J^T W J`` at the estimate (internal space) has condition
-                    number > ``MAX_CONDITION``; the parameters loading on its flattest direction are named
+                    number > ``MAX_CONDITION``; the parameters loading on its flattest direction (at least 0.3 of
+                    its largest loading) are named
 ``refits_failed``   fewer than ``MIN_REFITS`` of the bootstrap refits converged (at a bound counts: a
                     constrained optimum)
 ``wide_interval``   a positive parameter's interval spans more than a decade (``high / low > 10``)
@@ -86,7 +87,7 @@ def point_flags(jac: np.ndarray, hess: np.ndarray, weights: np.ndarray, phi: np.
             condition[g] = values[-1] / values[0] if values[0] > 0 else np.inf
             if condition[g] > MAX_CONDITION:
                 flat = vectors[:, 0]
-                f["ill_conditioned"] = tuple(free_names[j] for j in np.flatnonzero(np.abs(flat) >= 0.3))
+                f["ill_conditioned"] = tuple(free_names[j] for j in np.flatnonzero(np.abs(flat) >= 0.3 * np.abs(flat).max()))
         else:
             f["ill_conditioned"] = ()
         flags.append(f)

@@ -58,6 +58,7 @@ class FitResult:
     condition: np.ndarray | None = None
     bootstrap_unit: str | None = None
     skipped: tuple[str, ...] = ()            # groups with fewer runs than free parameters, not fitted
+    shared: tuple[str, ...] = ()             # parameters fitted jointly across the groups
 
     @property
     def usable(self) -> tuple[bool, ...]:
@@ -124,6 +125,7 @@ class FitResult:
                 "steps": int(self.steps[g]),
                 "grad_norm": float(self.grad_norm[g]),
                 "n_runs": int(self.n_runs[g]),
+                **({"shared": list(self.shared)} if self.shared else {}),
                 **({"bootstrap_converged_fraction": float(np.mean(self.sample_status[g] == 0))}
                    if self.sample_status is not None else {}),
             }
