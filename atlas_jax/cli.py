@@ -51,6 +51,8 @@ def fit_cmd(
     fix: Optional[List[str]] = typer.Option(None, "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable)."),
     tie: Optional[List[str]] = typer.Option(None, "--tie", help="Tie parameters: LEADER=FOLLOWER, e.g. alpha=beta."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
+    share: Optional[str] = typer.Option(None, "--share", help="Parameters shared by every group, fitted jointly: "
+                                                              "P1,P2,... (e.g. alpha,beta); each group keeps the rest."),
     where: Optional[str] = typer.Option(None, "--where", help="Keep the rows matching a pandas query, e.g. "
                                                               "\"regime == 'pretrain'\"."),
     variant: Optional[str] = typer.Option(None, "--variant", help="atlas: force one variant (monolingual, other, "
@@ -66,7 +68,7 @@ def fit_cmd(
     Exits 3 when no group gives a trustworthy fit (every group flagged)."""
     try:
         usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
-                      fix or [], tie or [], group_by, where, variant, two_stage, base, columns or [], quiet)
+                      fix or [], tie or [], group_by, share, where, variant, two_stage, base, columns or [], quiet)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
@@ -76,8 +78,8 @@ def fit_cmd(
         raise typer.Exit(code=3)
 
 
-def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, where, variant, two_stage,
-         base, columns, quiet=False) -> bool:
+def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, share, where, variant,
+         two_stage, base, columns, quiet=False) -> bool:
     """Fit, write and print; returns whether any group is usable."""
     import jax
     import pandas as pd
@@ -107,10 +109,17 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     ties = parse_assignments(tie, "--tie")
     options = dict(delta=delta, fix=fixed, tie=ties, bootstrap=bootstrap, bootstrap_unit=bootstrap_unit, seed=seed,
                    progress=_progress(quiet))
+    if share:
+        if two_stage:
+            raise ValueError("--share and --two-stage cannot be combined")
+        options["share"] = [p.strip() for p in share.split(",") if p.strip()]
     with warnings.catch_warnings():  # every warning is kept in the results and echoed below, once
         warnings.simplefilter("ignore", UserWarning)
         if law_name == "atlas":
             parts = atlas_variants(frame, group_by, variant)
+            if share and len(parts) > 1:
+                raise ValueError(f"--share fits one law jointly, but the groups support different ATLAS variants "
+                                 f"({', '.join(parts)}): force one with --variant, or select groups with --where")
             results = []
             for v, groups in parts.items():
                 rows = frame if len(parts) == 1 else frame[frame[group_by].astype(str).isin(groups)]
