@@ -214,6 +214,7 @@ def test_datablations_two_stage_warns_at_bound_and_flat(datablations):
     with pytest.warns(UserWarning, match="flat in R_N_star"):
         _, second = aj.fit_data_constrained_two_stage(frame, base=DB_BASE)
     assert second.status == ("at_bound",)
+    assert second.flags[0]["at_bound"] == ("R_N_star",) and "at_bound" not in second.param_flags("R_D_star")
     assert second.params()["R_N_star"] == pytest.approx(1e6)
     assert any("flat in R_N_star" in w for w in second.warnings)
     assert not any("flat in R_D_star" in w for w in second.warnings)
