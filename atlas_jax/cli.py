@@ -92,8 +92,10 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
-    frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, where=where,
-                               group_by=group_by)
+    with warnings.catch_warnings():  # the table's warnings are kept in the results and echoed once
+        warnings.simplefilter("ignore", UserWarning)
+        frame = _read_runs(runs, parse_column_mapping(columns))
+    frame, notes = select_rows(frame, law_name, where=where, group_by=group_by)
     if variant is not None and law_name != "atlas":
         raise ValueError("--variant applies to --law atlas only")
     if two_stage and law_name != "data_constrained":
@@ -209,9 +211,9 @@ def plan_cmd(
         from atlas_jax.analysis.planner import plan
         from atlas_jax.data.runs import parse_column_mapping
 
-        frame = _read_runs(runs, parse_column_mapping(columns or []))
         with warnings.catch_warnings():  # the plan keeps every warning in its notes
             warnings.simplefilter("ignore", UserWarning)
+            frame = _read_runs(runs, parse_column_mapping(columns or []))
             result = plan(frame, target, law=law and law.value,
                           languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
                           flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,

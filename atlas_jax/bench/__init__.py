@@ -18,7 +18,8 @@ QUICK = {"epoch": {"resamples": 200, "repeats": 1, "reference": False},
          "throughput": {"max_fits": 1000, "run_counts": (30, 300), "fits_per_count": 100},
          "nuts": {"draws": 200, "chains": 2, "reference": False, "hierarchical": False},
          "campaign": {"resamples": 20, "scipy_fits": 1, "reference": False},
-         "targets": {"resamples": 2}}
+         "targets": {"resamples": 2},
+         "shared": {"languages": 20, "runs": (4,), "repeats": 1}}
 
 
 def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = False, reference: bool = True,
@@ -34,7 +35,7 @@ def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = 
         kwargs = dict(QUICK[name]) if quick else {}
         if name != "nuts":
             kwargs["dtype"] = dtype
-        if not reference and name in ("epoch", "nuts", "campaign"):
+        if not reference and name in ("epoch", "nuts", "campaign", "shared"):
             kwargs["reference"] = False
         kwargs.update((options or {}).get(name, {}))
         if verbose:

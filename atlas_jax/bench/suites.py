@@ -9,6 +9,8 @@
 - :func:`campaign`: every law x the campaign's 7 target languages x B resamples against a scipy loop.
 - :func:`targets`: the accelerator target, B resamples x 4,500 starts (each resample refitted by the full
   multi-start).
+- :func:`shared`: 200 languages x 3-4 runs with alpha, beta shared (the block-arrow joint fit) against scipy's
+  L-BFGS-B with an analytic gradient on the same Huber objective.
 
 A run-evaluation is the law's log-loss and its Jacobian at one run for one fit (one solver step evaluates
 every run of its fit once). Cold times include compilation; warm times are the best of later calls.
@@ -35,7 +37,8 @@ from ..engine.solver import AT_BOUND, CONVERGED, Config, _evaluate
 from ..laws import get_law
 from . import reference as ref
 
-__all__ = ["SUITES", "epoch", "throughput", "nuts", "campaign", "targets", "measured_peak", "flops_per_evaluation"]
+__all__ = ["SUITES", "epoch", "throughput", "nuts", "campaign", "targets", "shared", "measured_peak",
+           "flops_per_evaluation"]
 
 CAMPAIGN_LAWS = ("chinchilla", "msl", "atlas_monolingual", "atlas_other", "atlas")
 CAMPAIGN_TARGETS = ("en", "fr", "ru", "zh", "bn", "sw", "yo")
@@ -339,5 +342,78 @@ def targets(resamples: int = 4000, dtype: str = "float64", repeats: int = 1) -> 
     return rec
 
 
+def many_languages(n_languages: int, runs: int, seed: int = 0, noise: float = 0.003) -> pd.DataFrame:
+    """``runs`` runs (sizes 5e7-1e10, 5-80 tokens per parameter) of each of ``n_languages`` languages with their
+    own E, A, B and shared alpha = 0.34, beta = 0.37 (Chinchilla, in plain numpy), log-normal noise."""
+    rng = np.random.default_rng(seed)
+    sizes = np.array([5e7, 3e8, 2e9, 1e10])[:runs]
+    frames = []
+    for g in range(n_languages):
+        e, a, b = 1.5 + 0.5 * rng.random(), 300 + 300 * rng.random(), 1000 + 2000 * rng.random()
+        d = sizes * rng.permutation([5.0, 10.0, 40.0, 80.0])[:runs]
+        loss = (e + a / sizes**0.34 + b / d**0.37) * np.exp(rng.normal(0.0, noise, runs))
+        frames.append(pd.DataFrame({"language": f"l{g}", "params": sizes, "tokens": d, "loss": loss}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _scipy_shared(frame: pd.DataFrame, start: np.ndarray, delta: float = 1e-3):
+    """The recipe one would write with scipy: L-BFGS-B on the joint Huber objective of log residuals with its
+    analytic gradient (numpy); ``start`` = [alpha, beta, (e, a, b) per language]."""
+    from scipy.optimize import minimize
+
+    idx = pd.factorize(frame["language"])[0]
+    log_n, log_d, log_y = (np.log(frame[c].to_numpy(float)) for c in ("params", "tokens", "loss"))
+    G = idx.max() + 1
+
+    def objective(x):
+        own = x[2:].reshape(G, 3)[idx]
+        terms = np.stack([own[:, 0], own[:, 1] - x[0] * log_n, own[:, 2] - x[1] * log_d])
+        top = terms.max(0)
+        p = np.exp(terms - top)
+        total = p.sum(0)
+        r = top + np.log(total) - log_y
+        p /= total
+        a = np.abs(r)
+        psi = np.clip(r, -delta, delta)
+        grad_own = np.zeros((G, 3))
+        np.add.at(grad_own, idx, (psi * p).T)
+        grad = np.concatenate([[-np.sum(psi * p[1] * log_n), -np.sum(psi * p[2] * log_d)], grad_own.ravel()])
+        return np.sum(np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))), grad
+
+    return minimize(objective, start, jac=True, method="L-BFGS-B",
+                    options=dict(maxiter=20000, maxfun=40000, ftol=1e-15, gtol=1e-10))
+
+
+def shared(languages: int = 200, runs: tuple[int, ...] = (3, 4), repeats: int = 3, reference: bool = True,
+           dtype: str = "float64") -> dict:
+    """Joint fits of ``languages`` languages x ``runs`` runs with alpha and beta shared (``fit(..., share=)``), from
+    one common start, against scipy's L-BFGS-B from the same start (same objective)."""
+    law = get_law("chinchilla")
+    start = np.array([[0.5, 6.0, 7.0, 0.3, 0.3]])  # internal e, a, b, alpha, beta
+    rows, rec = [], {"languages": languages, "runs": list(runs)}
+    with warnings.catch_warnings():  # 3 runs per language: every group is flagged no_dof, as it should be
+        warnings.simplefilter("ignore", UserWarning)
+        for r in runs:
+            frame = many_languages(languages, r)
+            cold = _timed(fit, law, frame, group_by="language", share=["alpha", "beta"], starts=start)[1]
+            res, warm = min((_timed(fit, law, frame, group_by="language", share=["alpha", "beta"], starts=start)
+                             for _ in range(repeats)), key=lambda t: t[1])
+            entry = {"cold_s": cold, "warm_s": warm, "objective": float(res.objective[0]),
+                     "alpha": float(res.estimate[0, 3]), "beta": float(res.estimate[0, 4]),
+                     "usable_groups": int(sum(res.usable))}
+            ref_s = None
+            if reference:
+                x0 = np.concatenate([[0.3, 0.3], np.tile([0.5, 6.0, 7.0], languages)])
+                sp, ref_s = _timed(_scipy_shared, frame, x0)
+                entry.update(scipy_s=ref_s, scipy_objective=float(sp.fun), scipy_iterations=int(sp.nit))
+            rec[f"runs_{r}"] = entry
+            rows.append(_row(f"shared alpha, beta: {languages} languages x {r} runs ({2 + 3 * languages} parameters)",
+                             warm, ref_s, note=f"cold {cold:.1f} s; objective {entry['objective']:.6g}"
+                             + (f" (scipy {entry['scipy_objective']:.6g})" if reference else "")
+                             + f"; {entry['usable_groups']} of {languages} groups unflagged"))
+    rec["rows"] = rows
+    return rec
+
+
 SUITES: dict[str, Callable[..., dict]] = {"epoch": epoch, "throughput": throughput, "nuts": nuts,
-                                          "campaign": campaign, "targets": targets}
+                                          "campaign": campaign, "targets": targets, "shared": shared}
