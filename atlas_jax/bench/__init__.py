@@ -19,7 +19,7 @@ QUICK = {"epoch": {"resamples": 200, "repeats": 1, "reference": False},
          "nuts": {"draws": 200, "chains": 2, "reference": False, "hierarchical": False},
          "campaign": {"resamples": 20, "scipy_fits": 1, "reference": False},
          "targets": {"resamples": 2},
-         "shared": {"languages": 20, "runs": (4,), "repeats": 1}}
+         "shared": {"languages": 20, "runs": (4,), "repeats": 1, "reference": False}}
 
 
 def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = False, reference: bool = True,
