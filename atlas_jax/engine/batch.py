@@ -244,7 +244,7 @@ def fit(
     cons = Constraints.build(law, fix, tie)
     table = runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required, group_by=group_by)
     frame = table.frame
-    missing = [c for c in law.required if c not in frame.columns]
+    missing = [c for c in law.required + ((group_by,) if group_by else ()) if c not in frame.columns]
     if missing:
         raise ValueError(f"law {law.name!r} needs column(s) {missing}; available columns: {list(frame.columns)}")
     if share:

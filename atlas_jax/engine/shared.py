@@ -222,8 +222,7 @@ def fit_shared(law, cons, data, share, *, delta, grid, bootstrap, unit, seed, sc
 
     jac, full = joint_hessian(*args, jnp.asarray(data.mask), jnp.asarray(s), jnp.asarray(u), *consts)
     jac, full = np.asarray(jac), np.asarray(full)
-    condition = _condition(full)
-    flags = _flags(jac, full, condition, data, s, u, lay, cons, int(sol.status[b]))
+    flags, condition = _flags(jac, full, data, s, u, lay, cons, int(sol.status[b]))
 
     boot = None
     if bootstrap or indices is not None:
@@ -235,20 +234,17 @@ def fit_shared(law, cons, data, share, *, delta, grid, bootstrap, unit, seed, sc
     return best, boot, flags, np.full(G, condition)
 
 
-def _condition(full: np.ndarray) -> float:
-    values = np.linalg.eigvalsh(full) if np.all(np.isfinite(full)) else np.array([0.0, 1.0])
-    return float(values[-1] / values[0]) if values[0] > 0 else np.inf
-
-
-def _flags(jac, full, condition, data, s, u, lay, cons, status):
-    """Per-group flags of a joint fit: each group's own parameters judged on its runs, the shared ones on all runs
-    (collapsed, at a bound), residual degrees of freedom per group (own parameters) and overall, and the joint
-    Hessian's conditioning (the groups and parameters of its flattest direction)."""
+def _flags(jac, full, data, s, u, lay, cons, status):
+    """Per-group flags of a joint fit and the joint Hessian's condition number: each group's own parameters judged
+    on its runs, the shared ones on all runs (collapsed, at a bound), residual degrees of freedom per group (own
+    parameters) and overall, and the joint Hessian's conditioning (the groups and parameters of its flattest
+    direction)."""
     from .identify import COLLAPSE_SENSITIVITY, MAX_CONDITION, point_flags
 
     G, k, m = len(data.groups), len(lay.shared), len(lay.own)
     names_s = [cons.free_names[j] for j in lay.shared]
     names_u = [cons.free_names[j] for j in lay.own]
+    lower_s, upper_s = cons.lower[lay.shared], cons.upper[lay.shared]
     flags = []
     live = data.mask > 0
     sens_shared = np.max(np.abs(np.concatenate([jac[g][live[g], :k] for g in range(G)])), axis=0, initial=0.0)
@@ -256,7 +252,7 @@ def _flags(jac, full, condition, data, s, u, lay, cons, status):
         own_flags, _ = point_flags(jac[g][None, :, k:], np.eye(m)[None], data.mask[g][None], u[g][None],
                                    cons.lower[lay.own], cons.upper[lay.own], np.array([status]), tuple(names_u))
         f = own_flags[0]  # conditioning is judged on the joint Hessian below
-        shared_bound = [n for j, n in enumerate(names_s) if not cons.lower[lay.shared][j] < s[j] < cons.upper[lay.shared][j]]
+        shared_bound = [n for j, n in enumerate(names_s) if not lower_s[j] < s[j] < upper_s[j]]
         shared_gone = [n for j, n in enumerate(names_s) if not sens_shared[j] >= COLLAPSE_SENSITIVITY]
         for flag, extra in (("at_bound", shared_bound), ("collapsed", shared_gone)):
             if extra:
@@ -265,12 +261,13 @@ def _flags(jac, full, condition, data, s, u, lay, cons, status):
     if live.sum() - (k + G * m) < 1:
         for f in flags:
             f["no_dof"] = ()
+    values, vectors = np.linalg.eigh(full) if np.all(np.isfinite(full)) else (np.zeros(1), np.ones((len(full), 1)))
+    condition = values[-1] / values[0] if values[0] > 0 else np.inf
     if condition > MAX_CONDITION:
-        values, vectors = np.linalg.eigh(full) if np.all(np.isfinite(full)) else (None, np.ones((len(full), 1)))
         flat = np.abs(vectors[:, 0]) >= 0.3 * np.max(np.abs(vectors[:, 0]))
         shared = [n for j, n in enumerate(names_s) if flat[j]]
         for g in range(G):
             own = [n for j, n in enumerate(names_u) if flat[k + g * m + j]]
             if shared or own:
                 flags[g]["ill_conditioned"] = tuple(shared + own)
-    return flags
+    return flags, float(condition)
