@@ -102,7 +102,7 @@ class Plan:
         lines += [f"  budget            {', '.join(f'{k} = {v:.4g}' for k, v in self.budget.items())}",
                   f"  model size N      {fmt(self.params)}",
                   f"  tokens D          {fmt(self.tokens)}",
-                  f"  target tokens D_t {fmt(self.target_tokens)}",
+                  *([f"  target tokens D_t {fmt(self.target_tokens)}"] if self.target else []),
                   f"  compute C = 6ND   {fmt(self.flops)}",
                   f"  expected loss     {fmt(self.loss)}",
                   f"  verdict           {self.verdict}"]
