@@ -170,7 +170,9 @@ def test_epoch_grid_fit_subset_reaches_published_optimum(chin):
 
 def test_epoch_grid_fit_analytic_jac(chin):
     N, D, L = chin
-    res = ref.epoch_grid_fit(N, D, L, starts=[BEST_START, [0.0, 0.0, -1.0, 0.0, 0.0]], jac="analytic")
+    # default tolerances stop at 0.00110 under scipy >= 1.15 (its C port of L-BFGS-B); tight ones reach the optimum
+    res = ref.epoch_grid_fit(N, D, L, starts=[BEST_START, [0.0, 0.0, -1.0, 0.0, 0.0]], jac="analytic",
+                             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
     assert res["n_success"] == 2
     assert res["objective"] <= 0.0010183
     p = _params(res["theta"])
