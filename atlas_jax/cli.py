@@ -255,17 +255,19 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.io import atomic_output_dir, write_json
 
+    from atlas_jax.engine.select import select_rows
+
     started = time.perf_counter()
-    frame = _read_runs(runs, parse_column_mapping(columns))
+    frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, group_by=group_by)
     if law_name == "atlas":
-        law_name = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
+        law_name = _atlas_law_name(frame, group_by)
     with warnings.catch_warnings():  # diagnostics are echoed below, once
         warnings.simplefilter("ignore", UserWarning)
         post = posterior(law_name, frame, group_by=group_by, hierarchical=hierarchical, chains=chains, draws=draws,
                          warmup=warmup, seed=seed, progress=_progress(quiet))
     summary, derived = post.summary(), post.derived()
     info = {"law": post.law, "runs": str(runs), "groups": list(post.groups), "hierarchical": hierarchical,
-            "settings": post.settings, "diagnostics": post.diagnostics, "warnings": list(post.warnings),
+            "settings": post.settings, "diagnostics": post.diagnostics, "warnings": notes + list(post.warnings),
             "priors": post.priors.to_dict(orient="records"),
             "timings_s": {**post.timings, "total_s": time.perf_counter() - started},
             "versions": {p: version(p) for p in ("atlas-jax", "jax", "numpyro", "arviz", "numpy", "pandas")},
@@ -278,7 +280,7 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140):
         typer.echo(summary[["group", "param", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail",
                             "r_hat"]].to_string(index=False))
-    for w in post.warnings:
+    for w in notes + list(post.warnings):
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"{chains} chains x {draws} draws, {post.diagnostics['divergences']} divergences, "
                f"max r_hat {post.diagnostics['r_hat_max']:.4f}, min bulk ESS {post.diagnostics['ess_min']:.0f}; "
@@ -347,9 +349,11 @@ def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap,
         if kind in ("loss", "residuals"):
             if source is None or law is None:
                 raise ValueError(f"plot {kind} needs RUNS and --law")
-            frame = _read_runs(source, parse_column_mapping(columns))
+            from atlas_jax.engine.select import select_rows
+
+            frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns)), law, group_by=group_by)
             if law == "atlas":
-                law = "atlas" if any(c.startswith("tokens_") for c in frame.columns) else "atlas_monolingual"
+                law = _atlas_law_name(frame, group_by)
             result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap, progress=progress)
             fig = figures.loss_fit(result, frame, x=x, group=group, group_by=group_by) if kind == "loss" else \
                 figures.residuals(result, frame, group=group, group_by=group_by)
@@ -474,6 +478,18 @@ def _usage(p) -> str:
     if p.required:
         return f"{p.opts[0]} {p.name.upper()}"
     return f"[{p.opts[0]}]" if getattr(p, "is_flag", False) else f"[{p.opts[0]} ...]"
+
+
+def _atlas_law_name(frame, group_by) -> str:
+    """The registered ATLAS law for a table whose groups all support the same largest variant."""
+    from atlas_jax.engine.select import atlas_variants
+
+    parts = atlas_variants(frame, group_by)
+    if len(parts) > 1:
+        raise ValueError(f"the groups support different ATLAS variants ({', '.join(f'{v}: {len(g)}' for v, g in parts.items())}"
+                         "): give a table whose groups are all of one kind (atlas-jax fit --law atlas fits each its own)")
+    variant = next(iter(parts))
+    return "atlas" if variant == "transfer" else f"atlas_{variant}"
 
 
 def _progress(quiet: bool) -> bool:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..data.runs import RunTable, validate_runs
+from ..data.runs import RunTable, mixture_languages, validate_runs
 from ..engine import fit
 from ..engine.bootstrap import percentile_interval
 from ..engine.identify import describe
@@ -192,7 +192,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         if target not in known:
             raise ValueError(f"unknown target language {target!r}; the runs measure: {', '.join(known)}")
         languages = tuple(dict.fromkeys(l for l in languages if l != target))
-        mixture = [c[len("tokens_"):] for c in frame.columns if c.startswith("tokens_")]
+        mixture = list(mixture_languages(frame))
         unknown = [l for l in (target,) + languages if mixture and l not in mixture]
         if unknown:
             raise ValueError(f"language(s) {unknown} have no tokens_<lang> column; the runs mix: {', '.join(mixture)}")
