@@ -41,7 +41,7 @@ def fit_cmd(
     runs: str = typer.Argument(..., help="CSV or Parquet run table, or a bundled dataset: "
                                          + ", ".join(BUNDLED)),
     law: LawName = typer.Option(..., "--law", help="Law family to fit."),
-    out: Path = typer.Option(..., "--out", help="Output folder for params.csv and fit.json."),
+    out: Path = typer.Option(..., "--out", help="Output folder for params.csv, fit.json, fit.npz and runs.parquet."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber threshold on log residuals."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for 95% percentile intervals."),
     bootstrap_unit: Optional[BootstrapUnit] = typer.Option(
@@ -64,8 +64,9 @@ def fit_cmd(
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags) and DIR/fit.json.
-    Exits 3 when no group gives a trustworthy fit (every group flagged)."""
+    """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags), DIR/fit.json and the
+    saved fit that plot, plan and predict --fit DIR read (fit.npz: estimates and bootstrap draws; runs.parquet:
+    the fitted rows). Exits 3 when no group gives a trustworthy fit (every group flagged)."""
     try:
         usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
                       fix or [], tie or [], group_by, share, where, variant, two_stage, base, columns or [], quiet)
@@ -87,14 +88,15 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     import atlas_jax
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.engine.constraints import parse_assignments
+    from atlas_jax.engine.saved import SavedFit
     from atlas_jax.engine.select import atlas_variants, select_rows
-    from atlas_jax.io import atomic_output_dir, write_json
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
+    mapping = parse_column_mapping(columns)
     with warnings.catch_warnings():  # the table's warnings are kept in the results and echoed once
         warnings.simplefilter("ignore", UserWarning)
-        frame = _read_runs(runs, parse_column_mapping(columns))
+        frame = _read_runs(runs, mapping)
     frame, notes = select_rows(frame, law_name, where=where, group_by=group_by)
     if variant is not None and law_name != "atlas":
         raise ValueError("--variant applies to --law atlas only")
@@ -142,8 +144,12 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
             results = [second]
         else:
             results = [atlas_jax.fit(get_law(law_name), frame, group_by=group_by, **options)]
-    params = pd.concat([r.to_frame().assign(law=r.law) if len(results) > 1 else r.to_frame() for r in results],
-                       ignore_index=True)
+    saved = SavedFit(tuple(results), frame, {
+        "runs": str(runs), "law": law_name, "variant": variant, "two_stage": two_stage, "base": base, "where": where,
+        "group_by": group_by, "columns": mapping, "delta": delta, "bootstrap": bootstrap,
+        "bootstrap_unit": results[0].bootstrap_unit, "seed": seed, "level": results[0].level,
+        "fixed": results[0].fixed, "ties": [list(t) for t in results[0].ties], "shared": list(results[0].shared)})
+    params = saved.params()
     groups = {}
     for r in results:
         groups.update({g: {"law": r.law, **v} for g, v in r.summary().items()})
@@ -169,9 +175,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
         "device": [str(d) for d in jax.devices()],
         "command": sys.argv,
     }
-    with atomic_output_dir(out) as tmp:
-        params.to_csv(tmp / "params.csv", index=False)
-        write_json(tmp / "fit.json", info)
+    saved.save(out, info)
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140,
                            "display.max_rows", 500):
         typer.echo(params.to_string(index=False))
@@ -181,7 +185,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     typer.echo("; ".join(f"{g}: {v['status']} (objective {v['objective']:.10g})" for g, v in groups.items()
                          if v["status"] != "skipped") +
                f"; {sum(usable)} of {len(usable)} group(s) usable; bootstrap by {results[0].bootstrap_unit or '-'}; "
-               f"wrote {out}/params.csv and {out}/fit.json")
+               f"wrote {out}/params.csv, fit.json, fit.npz and runs.parquet")
     return any(usable)
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_output_dir", "write_json", "machine_record", "save_record"]
+__all__ = ["atomic_output_dir", "atomic_output_file", "write_json", "machine_record", "save_record"]
 
 
 @contextlib.contextmanager
@@ -39,6 +39,25 @@ def atomic_output_dir(out: str | os.PathLike):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_output_file(out: str | os.PathLike):
+    """Yield a temporary path beside ``out`` (same suffix); on success it replaces ``out`` by one rename, on
+    failure it is removed and ``out`` is left as it was."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output gets the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_json(path: Path, obj) -> None:

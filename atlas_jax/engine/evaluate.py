@@ -16,6 +16,7 @@ Protocols (each returns a boolean *held-out* mask over the runs):
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -27,9 +28,9 @@ from tqdm.auto import tqdm
 from ..data.runs import RunTable, mixture_columns, validate_runs
 from ..laws import get_law
 from ..laws.spec import Law
-from .batch import fit
+from .batch import bucket, fit, pad_to
 
-__all__ = ["PROTOCOLS", "r_squared", "predict", "holdout_mask", "evaluate_holdout", "compare_laws"]
+__all__ = ["PROTOCOLS", "r_squared", "predict", "log_losses", "holdout_mask", "evaluate_holdout", "compare_laws"]
 
 PROTOCOLS = ("random", "max_tokens", "model_sizes", "max_compute", "mixtures")
 PAPER_SIZES = (6.6e8, 8.45e9)  # held-out model sizes of the paper's protocol (660M and 8B parameters)
@@ -40,8 +41,9 @@ def r_squared(y, y_hat) -> float:
     return float(1.0 - np.sum((y - y_hat) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
-def predict(law: Law | str, frame: pd.DataFrame, params: dict[str, float]) -> np.ndarray:
-    """Predicted loss of every run in ``frame`` (one group) at public ``params``.
+def predict(law: Law | str, frame: pd.DataFrame, params: dict[str, float | np.ndarray]) -> np.ndarray:
+    """Predicted loss of every run in ``frame`` (one group) at public ``params``: [runs]; or, when the values
+    of ``params`` are arrays of K draws, at every draw: [K, runs].
 
     For a law whose names depend on the group (ATLAS), ``params`` are one fitted group's: its
     ``tau_<lang>`` name the group's helper languages, and ``frame``'s runs (e.g. planned mixtures
@@ -64,9 +66,24 @@ def predict(law: Law | str, frame: pd.DataFrame, params: dict[str, float]) -> np
     missing = [n for n in names if n not in params]
     if missing:
         raise ValueError(f"law {law.name!r}: params lack {missing}; expected {list(names)}")
-    theta = jnp.asarray([p.to_internal(params[name]) for p, name in zip(law.params, names)])
-    x = {k: jnp.asarray(v) for k, v in features.items()}
-    return np.exp(np.asarray(jax.vmap(lambda xi: law.log_loss(theta, xi))(x)))
+    values = np.broadcast_arrays(*(np.asarray(params[name], float) for name in names))
+    theta = np.stack([p.to_internal(v) for p, v in zip(law.params, values)], axis=-1)
+    return np.exp(log_losses(law, np.atleast_2d(theta), features).reshape(theta.shape[:-1] + (-1,)))
+
+
+def log_losses(law: Law, theta: np.ndarray, features: dict[str, np.ndarray]) -> np.ndarray:
+    """``law``'s log loss at every run (``features``, arrays [n]) for every internal parameter vector of
+    ``theta`` [K, q]: an array [K, n]. One compiled program per law and bucket of (K, n) (:func:`bucket`)."""
+    theta = np.asarray(theta, float)
+    (K, _), n = theta.shape, len(next(iter(features.values())))
+    out = _log_losses(law.log_loss, jnp.asarray(pad_to(theta, (bucket(K),))),
+                      {k: jnp.asarray(pad_to(np.asarray(v, float), (bucket(n),))) for k, v in features.items()})
+    return np.asarray(out)[:K, :n]
+
+
+@partial(jax.jit, static_argnames=("log_loss",))
+def _log_losses(log_loss, theta, x):
+    return jax.vmap(lambda th: jax.vmap(lambda xi: log_loss(th, xi))(x))(theta)
 
 
 def _top_fraction(values: np.ndarray, fraction: float) -> np.ndarray:

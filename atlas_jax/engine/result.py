@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,10 @@ import pandas as pd
 from .identify import describe
 
 __all__ = ["FitResult", "group_index"]
+
+#: the array fields of a FitResult (saved to .npz); the others are plain data (saved to JSON)
+ARRAY_FIELDS = ("estimate", "objective", "steps", "grad_norm", "n_runs", "samples", "sample_status", "ci_low",
+                "ci_high", "condition")
 
 
 def group_index(groups: tuple[str, ...], group: str | None) -> int:
@@ -97,6 +101,37 @@ class FitResult:
 
     def _group_index(self, group):
         return group_index(self.groups, group)
+
+    def select(self, group: str | None = None) -> FitResult:
+        """The fit of one group as a one-group result; warnings about other groups (``group '<name>': ...``)
+        are left out."""
+        g = self._group_index(group)
+        others = [o for o in self.groups if o != self.groups[g]]
+        pick = lambda a: None if a is None else a[g:g + 1]
+        return replace(self, groups=self.groups[g:g + 1], names=self.names[g:g + 1],
+                       status=self.status[g:g + 1], flags=self.flags[g:g + 1],
+                       warnings=tuple(w for w in self.warnings if not w.startswith(tuple(f"group {o!r}" for o in others))),
+                       **{k: pick(getattr(self, k)) for k in ARRAY_FIELDS})
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, metadata)``: the array fields (absent ones left out) and every other field as JSON-ready
+        data; :meth:`from_record` rebuilds an equal result."""
+        arrays = {k: np.asarray(getattr(self, k)) for k in ARRAY_FIELDS if getattr(self, k) is not None}
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ARRAY_FIELDS}
+        meta.update(groups=list(self.groups), names=[list(n) for n in self.names], status=list(self.status),
+                    ties=[list(t) for t in self.ties], warnings=list(self.warnings), skipped=list(self.skipped),
+                    shared=list(self.shared), flags=[{f: list(p) for f, p in fl.items()} for fl in self.flags],
+                    fixed={k: float(v) for k, v in self.fixed.items()})
+        return arrays, meta
+
+    @classmethod
+    def from_record(cls, arrays: dict[str, np.ndarray], meta: dict) -> FitResult:
+        """The result :meth:`to_record` described."""
+        tuples = {k: tuple(meta[k]) for k in ("groups", "status", "warnings", "skipped", "shared")}
+        return cls(**{**meta, **tuples, "names": tuple(map(tuple, meta["names"])),
+                      "ties": tuple(map(tuple, meta["ties"])),
+                      "flags": tuple({f: tuple(p) for f, p in fl.items()} for fl in meta["flags"])},
+                   **{k: arrays.get(k) for k in ARRAY_FIELDS})
 
     def to_frame(self) -> pd.DataFrame:
         """Long format: one row per group and parameter (``group, param, estimate[, ci_low, ci_high], flags``);
