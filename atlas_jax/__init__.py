@@ -1,54 +1,40 @@
 """atlas-jax: batched, jit-compiled scaling-law fitting with bootstrap intervals and NumPyro posteriors.
 
-Importing the package switches JAX to float64: the Chinchilla problem's Hessian
-has condition number ~1e11, so fits need double precision. If JAX has not started yet, it also makes
-every CPU core a JAX device (:mod:`atlas_jax.devices`).
+Names are imported on first use, so ``import atlas_jax`` (and ``atlas-jax --help``) costs no JAX, NumPyro,
+ArviZ or matplotlib import. JAX is set up (float64, every CPU core a device, a persistent compilation
+cache: :mod:`atlas_jax.runtime`) before atlas_jax first computes with it, and at once if it is already
+imported.
 """
 
-import jax
+import importlib
+import sys
 
-jax.config.update("jax_enable_x64", True)
-
-from .devices import configure_cpu  # noqa: E402
-
-configure_cpu()
-
-from .data import RunTable, load_runs, validate_runs  # noqa: E402
-from .datasets import load_campaign, load_chinchilla, load_datablations  # noqa: E402
-from .engine import (  # noqa: E402
-    FitResult,
-    compare_laws,
-    evaluate_holdout,
-    fit,
-    fit_data_constrained_two_stage,
-    holdout_mask,
-    predict,
-    r_squared,
-)
-from .laws import LAWS, Law, Param, get_law  # noqa: E402
-from .bayes import Posterior, posterior  # noqa: E402
+from . import runtime
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "fit",
-    "FitResult",
-    "fit_data_constrained_two_stage",
-    "evaluate_holdout",
-    "compare_laws",
-    "holdout_mask",
-    "predict",
-    "r_squared",
-    "posterior",
-    "Posterior",
-    "load_runs",
-    "validate_runs",
-    "RunTable",
-    "load_chinchilla",
-    "load_datablations",
-    "load_campaign",
-    "Law",
-    "Param",
-    "LAWS",
-    "get_law",
-]
+_EXPORTS = {
+    "fit": "engine", "FitResult": "engine", "fit_data_constrained_two_stage": "engine",
+    "evaluate_holdout": "engine", "compare_laws": "engine", "holdout_mask": "engine", "predict": "engine",
+    "r_squared": "engine",
+    "posterior": "bayes", "Posterior": "bayes",
+    "load_runs": "data", "validate_runs": "data", "RunTable": "data",
+    "load_chinchilla": "datasets", "load_datablations": "datasets", "load_campaign": "datasets",
+    "Law": "laws", "Param": "laws", "LAWS": "laws", "get_law": "laws",
+}
+__all__ = list(_EXPORTS)
+
+if "jax" in sys.modules:  # JAX is already paid for: set it up before the user computes more with it
+    runtime.setup()
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'atlas_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .runtime import setup
+
+setup()
+
 __all__ = ["cholesky", "solve_lower", "solve_lower_t", "cho_solve"]
 
 

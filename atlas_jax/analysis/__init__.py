@@ -1,6 +1,10 @@
 """Analyses built on fitted laws: cross-lingual transfer, the curse of multilinguality, and the
 pretrain-from-scratch vs finetune crossover, and the planner (Longpre et al. 2026, arXiv:2510.22037, sections 3-5)."""
 
+from ..runtime import setup
+
+setup()  # float64, CPU devices, compilation cache: before any JAX use
+
 from .crossover import (
     crossover_at,
     crossover_check_published,

@@ -1,5 +1,9 @@
 """Bayesian inference for scaling laws: NumPyro models from the law specs, NUTS, ArviZ output."""
 
+from ..runtime import setup
+
+setup()  # float64, CPU devices, compilation cache: before any JAX use
+
 from .model import NU, SIGMA_SCALE, flat_data, law_model, prior_table
 from .result import HDI_PROB, Posterior
 from .sampler import ESS_MIN, RHAT_MAX, posterior, rank_diagnostics

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from ..runtime import setup
+
+setup()  # float64, CPU devices, compilation cache: before any JAX use
+
 import sys
 import time
 from pathlib import Path

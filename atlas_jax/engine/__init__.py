@@ -1,5 +1,9 @@
 """Robust objective, batched solver, multi-start, bootstrap and held-out evaluation."""
 
+from ..runtime import setup
+
+setup()  # float64, CPU devices, compilation cache: before any JAX use
+
 from .evaluate import PROTOCOLS, compare_laws, evaluate_holdout, holdout_mask, predict, r_squared
 from .batch import fit
 from .recipes import fit_data_constrained_two_stage

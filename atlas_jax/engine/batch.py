@@ -38,7 +38,7 @@ from .result import FitResult
 from .shared import SharedLayout, fit_shared
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch"]
+__all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch", "bucket", "pad_to"]
 
 ALL = "all"
 DTYPES = ("float64", "float32", "mixed")
@@ -59,6 +59,20 @@ class GroupedData(NamedTuple):
     mask: np.ndarray
     n_runs: np.ndarray
     frames: list[pd.DataFrame]
+
+
+def bucket(n: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3 * 2^k) that is at least ``n``: sizes padded to
+    it share one compiled program, less than 50 % larger than needed."""
+    n = max(int(n), 1)
+    power = 1 << (n - 1).bit_length()
+    return 3 * power // 4 if 3 * power // 4 >= n and power >= 4 else power
+
+
+def pad_to(a: np.ndarray, shape: tuple[int, ...], mode: str = "edge") -> np.ndarray:
+    """``a`` padded at the end of its leading axes to ``shape`` (repeating the last entries, or zeros)."""
+    a = np.asarray(a)
+    return np.pad(a, [(0, s - d) for s, d in zip(shape, a.shape)] + [(0, 0)] * (a.ndim - len(shape)), mode=mode)
 
 
 def split_groups(frame: pd.DataFrame, group_by: str | None) -> tuple[tuple[str, ...], list[np.ndarray]]:
@@ -116,13 +130,14 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 @partial(jax.jit, static_argnames=("log_loss", "count", "progress", "devices"))
 def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offset, lower, upper, delta, max_steps,
-                first, count, progress=False, devices=1):
-    """Solve problems ``first .. first + count - 1`` of the R x S problems (row r, start s), row-major.
+                first, n_problems, count, progress=False, devices=1):
+    """Solve problems ``first .. first + n_problems - 1`` of the R x S problems (row r, start s), row-major.
 
     Row r has run weights ``weights[r]`` (n,) on group ``row_group[r]``'s ``features``/``log_y`` [G, n] (a
     group's point fit, or one bootstrap resample of it); start s is ``phi0[r, s]`` (phi0 [R, S, q]) or
-    ``phi0[0, s]`` for starts shared by every row (phi0 [1, S, q]). Problems past R x S repeat the last.
-    Returns :class:`Solution` arrays with leading axis ``count``.
+    ``phi0[0, s]`` for starts shared by every row (phi0 [1, S, q]). ``n_problems`` (traced) is at most the
+    static ``count``, so one compiled program serves every batch up to ``count`` problems of the same shapes
+    (:func:`bucket`). Returns :class:`Solution` arrays with leading axis ``count`` (zeros past ``n_problems``).
 
     The problems are split into ``devices`` contiguous blocks, one per device (``jax.shard_map``; under
     ``jax.distributed`` the devices of every process, with the inputs replicated, :mod:`atlas_jax.devices`);
@@ -150,18 +165,20 @@ def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offs
             r, s = i // S, i % S
             return phi0[jnp.where(phi0.shape[0] == 1, 0, r), s], weights[r], row_group[r]
 
-        return solve_many(residual, problem, per_device, cfg, slots=slots, on_finish=_tick if progress else None)
+        return solve_many(residual, problem, per_device, cfg, slots=slots, on_finish=_tick if progress else None,
+                          limit=lo[1])
 
-    lo = first + per_device * jnp.arange(devices)
+    start = per_device * jnp.arange(devices)
+    lo = jnp.stack([first + start, jnp.clip(n_problems - start, 0, per_device)], axis=1)  # each device's first problem, count
     data = (features, log_y, weights, row_group, phi0, basis, offset, lower, upper)
     if devices > 1:
         mesh = batch_mesh(devices)
-        sharded = jax.shard_map(solve, mesh=mesh, in_specs=(jax.P("batch"), jax.P()), out_specs=jax.P("batch"),
-                                check_vma=False)
+        sharded = jax.shard_map(lambda lo, d: solve(lo[0], d), mesh=mesh, in_specs=(jax.P("batch"), jax.P()),
+                                out_specs=jax.P("batch"), check_vma=False)
         out = jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())),
                            sharded(jax.reshard(lo, jax.NamedSharding(mesh, jax.P("batch"))), data))
     else:
-        out = solve(lo, data)
+        out = solve(lo[0], data)
     return jax.tree.map(lambda a: a[:count], out)
 
 
@@ -263,24 +280,30 @@ def fit(
     screen_dtype, polish_dtype = ("float64" if dtype == "float64" else "float32",
                                   "float32" if dtype == "float32" else "float64")
     put = lambda a, dt: replicated(a, devices, dt)
-    law_data = {dt: ({k: put(v, dt) for k, v in data.features.items()}, put(data.log_y, dt),
+    shape = (bucket(len(data.groups)), n_padded := bucket(data.mask.shape[1]))
+    features, log_y = {k: pad_to(v, shape) for k, v in data.features.items()}, pad_to(data.log_y, shape)
+    law_data = {dt: ({k: put(v, dt) for k, v in features.items()}, put(log_y, dt),
                      tuple(put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
                 for dt in {screen_dtype, polish_dtype}}
 
     def solve(w, rows, p0, steps, desc, dt=polish_dtype):
         """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]) in arithmetic ``dt``:
-        arrays [R, S, ...]."""
+        arrays [R, S, ...]. Shapes are padded to buckets (runs with weight 0, rows repeating the last, unused
+        problem slots), so tables and batches of similar size share one compiled program."""
         (R, n), S = w.shape, p0.shape[1]
         features, log_y, consts = law_data[dt]
-        chunk, span = _chunk_size(R * S, S, n, p0.shape[2], len(p0) == 1, memory_budget)
+        w = np.pad(w, ((0, 0), (0, n_padded - n)))
+        chunk, span = _chunk_size(R * S, S, n_padded, p0.shape[2], len(p0) == 1, memory_budget)
+        count, span = (bucket(chunk), bucket(span)) if chunk == R * S else (chunk, span)
         parts = []
         with _progress_bar(progress, R * S, desc):
             for lo in range(0, R * S, chunk):
                 take = np.minimum(np.arange(lo // S, lo // S + span), R - 1)  # rows of this chunk: one compilation
+                size = min(chunk, R * S - lo)
                 sol = solve_batch(law.log_loss, features, log_y, put(w[take], dt), put(rows[take], None),
                                   put(p0[take] if len(p0) > 1 else p0, dt), *consts, delta, steps,
-                                  lo - take[0] * S, chunk, progress=progress, devices=devices)
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[:min(chunk, R * S - lo)], sol))
+                                  lo - take[0] * S, size, count, progress=progress, devices=devices)
+                parts.append(jax.tree.map(lambda a: np.asarray(a)[:size], sol))
         sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
         evaluations[0] += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step
         return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
@@ -305,9 +328,10 @@ def fit(
     else:
         best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
         timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
-        jac, hess = gauss_newton(law.log_loss, {k: jnp.asarray(v) for k, v in data.features.items()}, data.log_y,
-                                 data.mask, best.params.astype(float), cons.basis, cons.offset)
-        flags, condition = point_flags(np.asarray(jac), np.asarray(hess), data.mask, best.params.astype(float),
+        G, n = data.mask.shape
+        jac, hess = gauss_newton(law.log_loss, features, log_y, pad_to(data.mask, shape, "constant"),
+                                 pad_to(best.params.astype(float), shape[:1]), cons.basis, cons.offset)
+        flags, condition = point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], data.mask, best.params.astype(float),
                                        cons.lower, cons.upper, best.status, cons.free_names)
 
     samples = sample_status = ci_low = ci_high = None

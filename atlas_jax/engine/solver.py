@@ -172,7 +172,7 @@ def pool_size(problems: int, bytes_per_slot: int, cache_bytes: int | None = None
 
 
 def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: int | None = None,
-               on_finish: Callable[[jnp.ndarray], None] | None = None) -> Solution:
+               on_finish: Callable[[jnp.ndarray], None] | None = None, limit=None) -> Solution:
     """Solve ``count`` problems through a pool of ``slots`` solver slots.
 
     ``problem(i)`` returns problem i's start (q,), run weights (n,) and data ``aux`` (a pytree), and
@@ -184,7 +184,8 @@ def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: i
     count is about ``sum(steps) / slots`` instead of ``count / slots * max(steps)`` for fixed chunks.
     ``slots`` defaults to :func:`pool_size` with the rows of weights, residuals and Jacobian.
     ``on_finish(k)`` is called on the host (``jax.debug.callback``) with the number of problems
-    finished in each pass.
+    finished in each pass. ``limit`` (a traced integer, at most ``count``) solves only the first ``limit``
+    problems, so that one compiled program serves every batch up to ``count`` (the rest of the output is zeros).
     """
     phi_shape, w_shape, _ = jax.eval_shape(problem, 0)
     q = phi_shape.shape[0]
@@ -207,11 +208,12 @@ def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: i
         out = jax.tree.map(lambda o, v: o.at[jnp.where(finished, ids, count)].set(v, mode="drop"), out,
                            v_solution(states))
         new = jnp.where(finished, nxt + jnp.cumsum(finished) - 1, ids)
-        new = jnp.where(finished & (new >= count), -1, new)
+        new = jnp.where(finished & (new >= limit), -1, new)
         refill = finished & (new >= 0)
         fresh = v_init(load(jnp.clip(new, 0, count - 1))[0])
         states = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, states)
         return new, states, nxt + jnp.sum(finished), out
 
-    carry = (jnp.arange(K), first, jnp.asarray(K), out)
+    limit = count if limit is None else limit
+    carry = (jnp.where(jnp.arange(K) < limit, jnp.arange(K), -1), first, jnp.asarray(K), out)
     return jax.lax.while_loop(lambda c: jnp.any(c[0] >= 0), body, carry)[3]

@@ -20,12 +20,16 @@ of the target's own effective data).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+import functools
+
 import numpy as np
 
+from ..runtime import lazy
 from ..data.runs import mixture_languages
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
+
+jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
 __all__ = ["ATLAS", "ATLAS_VARIANTS", "DEFF_FLOOR", "atlas_law", "transfer_languages", "saturating_tokens"]
 
@@ -79,10 +83,18 @@ def _term(prefix, d, u) -> dict[str, np.ndarray]:
 
 
 def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
-    """An ATLAS law; parameters ``E A B alpha beta lambda [tau_<lang> ...] [tau_other]``."""
+    """An ATLAS law; parameters ``E A B alpha beta lambda [tau_<lang> ...] [tau_other]``.
+
+    Memoised: the same arguments give the same :class:`Law`, so its compiled programs are reused."""
     if variant not in ATLAS_VARIANTS:
         raise ValueError(f"unknown ATLAS variant {variant!r}; choose one of {ATLAS_VARIANTS}")
-    k = n_transfer if variant == "transfer" else 0
+    if int(n_transfer) != n_transfer or n_transfer < 1:
+        raise ValueError(f"n_transfer: expected a positive integer, got {n_transfer!r}")
+    return _atlas_law(variant, int(n_transfer) if variant == "transfer" else 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _atlas_law(variant: str, k: int) -> Law:
     with_other = variant != "monolingual"
 
     def features(frame, helpers=None):

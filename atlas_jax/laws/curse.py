@@ -24,12 +24,15 @@ Chinchilla grid (450 points) x phi in {0, 0.1} x psi in {-0.05, 0.05} (1,800).
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import functools
+
 import numpy as np
 
+from ..runtime import lazy
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
+
+jax, jnp = lazy("jax"), lazy("jax.numpy")
 
 __all__ = ["CURSE", "curse_log_loss", "curse_features", "target_tokens", "joint_curse_law"]
 
@@ -95,11 +98,17 @@ def joint_curse_law(languages) -> Law:
 
     A run's prediction is :func:`curse_log_loss` with its ``language``'s five parameters. Parameters are
     ordered language by language (in ``languages`` order), then ``phi``, ``psi``; no start grid (start
-    from per-language fits, as :func:`atlas_jax.analysis.fit_curse_joint` does).
+    from per-language fits, as :func:`atlas_jax.analysis.fit_curse_joint` does). Memoised: the same
+    languages give the same :class:`Law`, so its compiled programs are reused.
     """
     languages = tuple(str(l) for l in languages)
     if len(set(languages)) != len(languages) or not languages:
         raise ValueError(f"joint_curse_law: expected distinct language names, got {list(languages)}")
+    return _joint_curse_law(languages)
+
+
+@functools.lru_cache(maxsize=None)
+def _joint_curse_law(languages: tuple[str, ...]) -> Law:
     base = coarse_chinchilla_params()
     params = tuple(Param(f"{p.name}_{l}", f"{p.internal}_{l}", p.log, (p.grid[len(p.grid) // 2],), p.bounds, p.prior)
                    for l in languages for p in base) + CURSE.params[5:]

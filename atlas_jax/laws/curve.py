@@ -14,10 +14,12 @@ D is the ``tokens`` column (tokens of this curve so far). Parameters ``E B beta`
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
+from ..runtime import lazy
 from .spec import Law, Param, lse
+
+jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
 __all__ = ["SCRATCH_CURVE", "FINETUNE_CURVE", "curve_loss", "tokens_to_loss"]
 

@@ -15,11 +15,13 @@ fitted as logs. The published two-stage recipe lives in
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
+from ..runtime import lazy
 from .chinchilla import coarse_chinchilla_params
 from .spec import Law, Param, lse
+
+jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
 __all__ = ["DATA_CONSTRAINED", "effective_units", "log_effective"]
 

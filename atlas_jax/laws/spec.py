@@ -14,8 +14,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-import jax.numpy as jnp
 import numpy as np
+
+from ..runtime import lazy
+
+jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
 __all__ = ["Param", "Law", "lse", "grid_product"]
 

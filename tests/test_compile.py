@@ -1,0 +1,88 @@
+"""Compiled programs are reused: a table of another size, more resamples and a rebuilt law compile nothing new
+(shape buckets, memoised laws); the persistent cache, lazy imports and the bucket sizes themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import chinchilla_frame
+
+LOWERED = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one per jit cache miss, cached on disk or not
+_events = []
+
+
+@pytest.fixture(scope="module")
+def lowerings():
+    """A function returning how many programs were lowered (traced and compiled or read from the cache) so far."""
+    import jax
+
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: _events.append(event) if event == LOWERED else None)
+    return lambda: len(_events)
+
+
+def test_bucket_sizes():
+    from atlas_jax.engine.batch import bucket
+
+    sizes = [bucket(n) for n in range(1, 2000)]
+    assert sizes[:12] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12]
+    assert all(b >= n for n, b in zip(range(1, 2000), sizes))
+    assert max(b / n for n, b in zip(range(1, 2000), sizes)) < 1.5
+    assert len(set(sizes)) == 22  # 1,999 sizes, 22 programs
+
+
+def test_similar_tables_and_rebuilt_laws_compile_nothing_new(lowerings):
+    """After one fit (with bootstrap) and one prediction, a table with fewer rows and more resamples in the
+    same buckets, and a law rebuilt by its factory, lower no new program."""
+    import atlas_jax as aj
+    from atlas_jax.engine import predict
+    from atlas_jax.laws import atlas_law
+
+    first = chinchilla_frame(np.geomspace(4e7, 4e9, 6), np.geomspace(1e9, 1e11, 5), noise=0.01, seed=1)
+    second = first.sample(27, random_state=2).reset_index(drop=True)   # 30 -> 27 runs: one bucket (32)
+    aj.fit("chinchilla", first, bootstrap=20, seed=0)
+    atlas = aj.load_campaign()[0].frame
+    atlas = atlas[(atlas["language"] == "sw") & (atlas["regime"] == "pretrain")].reset_index(drop=True)
+    params = {"E": 1.5, "A": 300.0, "B": 900.0, "alpha": 0.3, "beta": 0.3, "lambda": 0.1}
+    predict(aj.get_law("atlas_monolingual"), atlas.iloc[:20], params)
+    before = lowerings()
+    res = aj.fit("chinchilla", second, bootstrap=22, seed=1)
+    predict(atlas_law("monolingual"), atlas.iloc[:17], params)
+    assert lowerings() == before
+    assert res.samples.shape == (1, 22, 5) and res.status == ("converged",)
+
+
+def test_imports_cost_only_what_a_command_uses(tmp_path):
+    """`import atlas_jax`, the laws, the run tables and the CLI load no JAX, NumPyro, ArviZ, matplotlib or scipy;
+    `atlas-jax --help` and an argument error answer without them."""
+    code = ("import sys, atlas_jax, atlas_jax.laws, atlas_jax.data, atlas_jax.datasets, atlas_jax.cli\n"
+            "atlas_jax.laws.get_law('atlas').names\n"
+            "print(sorted(m for m in ('jax', 'numpyro', 'arviz', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+    probe = ("import sys, runpy\nsys.argv = ['atlas-jax'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('atlas_jax.cli', run_name='__main__')\n"
+             "except SystemExit as e:\n    print('exit', e.code, 'jax' in sys.modules, file=sys.stderr)\n")
+    for args, code_ in ((["--help"], 0), (["fit", "x.csv", "--law", "chinchila", "--out", str(tmp_path)], 2)):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert out.stderr.strip().splitlines()[-1] == f"exit {code_} False", out.stderr[-2000:]
+
+
+def test_persistent_cache_is_used_and_can_be_moved_or_switched_off(tmp_path):
+    """$ATLAS_JAX_CACHE_DIR moves the compilation cache (a second process reads what the first wrote);
+    ``off`` switches it off."""
+    code = ("import jax, atlas_jax, json; from atlas_jax.runtime import cache_dir\n"
+            "import jax.numpy as jnp; jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
+            "print(json.dumps([str(cache_dir()), jax.config.jax_compilation_cache_dir]))")
+    env = {**os.environ, "ATLAS_JAX_CACHE_DIR": str(tmp_path / "xla")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == f'["{tmp_path / "xla"}", "{tmp_path / "xla"}"]', out.stderr[-2000:]
+    assert any(f.name.endswith("-cache") for f in (tmp_path / "xla").iterdir())
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ATLAS_JAX_CACHE_DIR": "off"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == '["None", null]', out.stderr[-2000:]
