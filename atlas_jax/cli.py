@@ -191,7 +191,11 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
 
 @app.command("plan")
 def plan_cmd(
-    runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: " + ", ".join(BUNDLED)),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Run table (CSV/Parquet) or a bundled dataset: "
+                                                            + ", ".join(BUNDLED) + " (default with --fit: its rows)."),
+    fit_dir: Optional[Path] = typer.Option(None, "--fit", help="Plan with the fit saved in DIR by `atlas-jax fit` "
+                                                               "instead of refitting (refused unless it is the fit "
+                                                               "the plan needs: law, rows, draws)."),
     target: Optional[str] = typer.Option(None, "--target", help="Language to plan for (omit for a table of one "
                                                                 "language: N*, D*, loss from --law)."),
     law: Optional[LawName] = typer.Option(None, "--law", help="Monolingual tables: the law to plan with (default "
@@ -202,8 +206,10 @@ def plan_cmd(
     params: Optional[float] = typer.Option(None, "--params", help="Model size N."),
     from_checkpoint: bool = typer.Option(False, "--from-checkpoint", help="A multilingual checkpoint is available."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
-    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind every interval."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the plan to DIR/plan.json and DIR/plan.txt."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples behind every interval "
+                                                                      "(default 200; with --fit, the fit's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0; with --fit, the fit's)."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
@@ -214,18 +220,32 @@ def plan_cmd(
     try:
         from atlas_jax.analysis.planner import plan
         from atlas_jax.data.runs import parse_column_mapping
+        from atlas_jax.engine.saved import SavedFit
+        from atlas_jax.io import atomic_output_dir, write_json
 
+        if runs is None and fit_dir is None:
+            raise ValueError("plan needs --runs RUNS, or --fit DIR (a fit saved by `atlas-jax fit`)")
+        if columns and runs is None:
+            raise ValueError("--columns maps the columns of --runs; a saved fit's rows are already mapped")
+        saved = None if fit_dir is None else SavedFit.load(fit_dir)
         with warnings.catch_warnings():  # the plan keeps every warning in its notes
             warnings.simplefilter("ignore", UserWarning)
-            frame = _read_runs(runs, parse_column_mapping(columns or []))
+            frame = saved.rows if runs is None else _read_runs(runs, parse_column_mapping(columns or []))
             result = plan(frame, target, law=law and law.value,
                           languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
                           flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
-                          bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json))
+                          bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json), fitted=saved)
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
-    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
+    data, text = result.to_dict(), str(result)
+    if out is not None:
+        with atomic_output_dir(out) as tmp:
+            write_json(tmp / "plan.json", data)
+            (tmp / "plan.txt").write_text(text + "\n")
+    typer.echo(json.dumps(data, indent=2) if as_json else text)
+    if out is not None:
+        typer.echo(f"wrote {out}/plan.json and plan.txt", err=True)
 
 
 @app.command("posterior")
@@ -303,7 +323,8 @@ class PlotKind(str, Enum):
 
 @app.command("plot")
 def plot_cmd(
-    kind: PlotKind = typer.Argument(..., help="Figure: loss and residuals (of a fit of RUNS), transfer (matrix), "
+    kind: PlotKind = typer.Argument(..., help="Figure: loss and residuals (of a fit of RUNS, or of --fit DIR), "
+                                              "transfer (matrix), "
                                               "frontier (iso-loss), crossover (of RUNS' curves), posterior-pairs "
                                               "and posterior-forest (of a posterior.nc)."),
     source: Optional[str] = typer.Argument(None, help="RUNS (loss, residuals, crossover; default atlas-campaign for "
@@ -311,12 +332,16 @@ def plot_cmd(
                                                       "paper's) or a posterior.nc written by `atlas-jax posterior`."),
     out: Path = typer.Option(..., "--out", help="Output file, .png or .svg."),
     law: Optional[LawName] = typer.Option(None, "--law", help="Law to fit (loss, residuals)."),
+    fit_dir: Optional[Path] = typer.Option(None, "--fit", help="loss, residuals: draw the fit saved in DIR by "
+                                                               "`atlas-jax fit` on its rows instead of fitting "
+                                                               "(no RUNS, --law, --group-by, --bootstrap)."),
     x: str = typer.Option("params", "--x", help="loss: horizontal axis, params (N) or tokens (D)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get separate fits."),
     group: Optional[str] = typer.Option(None, "--group", help="Group (e.g. language) to draw."),
     language: Optional[str] = typer.Option(None, "--language", help="crossover: language of the curves."),
     size: Optional[float] = typer.Option(None, "--params", help="crossover: model size N (default the smallest)."),
-    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind intervals."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples behind intervals "
+                                                                      "(default 200)."),
     exponents: Optional[str] = typer.Option(None, "--exponents", help="frontier: alpha,beta,phi,psi "
                                                                         "(default the paper's 0.453,0.147,0.11,-0.04)."),
     params: Optional[str] = typer.Option(None, "--param-names", help="posterior plots: parameters, P1,P2,..."),
@@ -325,18 +350,16 @@ def plot_cmd(
 ):
     """Draw one figure and save it to FILE (PNG or SVG, written atomically)."""
     try:
-        _plot(kind.value, source, out, law.value if law else None, x, group_by, group, language, size, bootstrap,
-              exponents, params, columns or [], _progress(quiet))
+        _plot(kind.value, source, out, law.value if law else None, fit_dir, x, group_by, group, language, size,
+              bootstrap, exponents, params, columns or [], _progress(quiet))
     except (ValueError, FileNotFoundError, KeyError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"wrote {out}")
 
 
-def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap, exponents, params, columns,
+def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, bootstrap, exponents, params, columns,
           progress=False):
-    import os
-    import tempfile
     import warnings
 
     import pandas as pd
@@ -344,21 +367,39 @@ def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap,
     import atlas_jax
     from atlas_jax import figures
     from atlas_jax.data.runs import parse_column_mapping
+    from atlas_jax.io import atomic_output_file
 
     if out.suffix.lower() not in (".png", ".svg"):
         raise ValueError(f"--out {out}: expected a .png or .svg file")
+    if fit_dir is not None:
+        if kind not in ("loss", "residuals"):
+            raise ValueError(f"--fit: plot {kind} draws no fit (--fit is for loss and residuals)")
+        given = [o for o, v in (("RUNS", source), ("--law", law), ("--group-by", group_by),
+                                ("--bootstrap", bootstrap), ("--columns", columns)) if v is not None and v != []]
+        if given:
+            raise ValueError(f"plot {kind} --fit DIR draws the saved fit on its own rows, groups and draws: "
+                             f"drop {', '.join(given)}")
     names = [p.strip() for p in params.split(",")] if params else None
+    bootstrap = 200 if bootstrap is None else bootstrap
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if kind in ("loss", "residuals"):
+        if kind in ("loss", "residuals") and fit_dir is not None:
+            from atlas_jax.engine.saved import SavedFit
+
+            saved = SavedFit.load(fit_dir)
+            result, g = saved.result(group)
+            group, group_by = result.groups[g], saved.group_by
+            frame = saved.group_rows(group)
+        elif kind in ("loss", "residuals"):
             if source is None or law is None:
-                raise ValueError(f"plot {kind} needs RUNS and --law")
+                raise ValueError(f"plot {kind} needs RUNS and --law, or --fit DIR")
             from atlas_jax.engine.select import select_rows
 
             frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns)), law, group_by=group_by)
             if law == "atlas":
                 law = _atlas_law_name(frame, group_by)
             result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap, progress=progress)
+        if kind in ("loss", "residuals"):
             fig = figures.loss_fit(result, frame, x=x, group=group, group_by=group_by) if kind == "loss" else \
                 figures.residuals(result, frame, group=group, group_by=group_by)
         elif kind == "transfer":
@@ -400,15 +441,8 @@ def _plot(kind, source, out, law, x, group_by, group, language, size, bootstrap,
             idata = _arviz().from_netcdf(source)
             fig = figures.posterior_pairs(idata, group=group, params=names) if kind == "posterior-pairs" else \
                 figures.posterior_forest(idata, params=names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output_file(out) as tmp:
         fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @app.command("bench")

@@ -6,7 +6,9 @@ and one budget (FLOPs C = 6 N D, tokens D, or parameters N), :func:`plan`
 
 1. fits the ATLAS law (Longpre et al. 2026, arXiv:2510.22037) to t's pretraining runs with B bootstrap
    resamples (the largest variant t's mixtures support, :func:`~atlas_jax.engine.select.atlas_variant`), or,
-   for a table without languages, any law with ``E A B alpha beta`` (default Chinchilla); it refuses
+   for a table without languages, any law with ``E A B alpha beta`` (default Chinchilla), or takes that fit
+   from a saved one (``fitted``, :class:`~atlas_jax.engine.saved.SavedFit`) after checking that it is the fit
+   this step would make (same law, same rows, draws where intervals are asked for); it refuses
    (``ValueError``) when that fit carries an identification flag on E, A, B, alpha, beta or the whole fit
    (:mod:`atlas_jax.engine.identify`): a plan is never built on a fit the data do not determine;
 2. evaluates every draw on a grid of model sizes for each compute level and keeps the loss-minimising
@@ -44,6 +46,8 @@ from ..data.runs import RunTable, mixture_languages, validate_runs
 from ..engine import fit
 from ..engine.bootstrap import percentile_interval
 from ..engine.identify import describe
+from ..engine.result import FitResult
+from ..engine.saved import SavedFit
 from ..engine.select import atlas_variant
 from ..engine.solver import AT_BOUND, CONVERGED
 from ..laws import get_law
@@ -158,11 +162,15 @@ _ADVICE = {"collapsed": "add runs that vary N and D more widely, or fix the flag
 
 def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str | None = None,
          languages: Sequence[str] = (), flops: float | None = None, tokens: float | None = None,
-         params: float | None = None, from_checkpoint: bool = False, bootstrap: int = 200, seed: int = 0,
-         level: float = 0.95, progress: bool = False) -> Plan:
+         params: float | None = None, from_checkpoint: bool = False, bootstrap: int | None = None,
+         seed: int | None = None, level: float | None = None, progress: bool = False,
+         fitted: SavedFit | None = None) -> Plan:
     """Recommend N and D for ``target`` (``None``: a table of one language) under one budget (``flops``,
     ``tokens`` or ``params``); see the module doc. ``law`` (monolingual tables only) is any registered law with
-    ``E A B alpha beta``, default ``chinchilla``. Raises ``ValueError`` when the fit is flagged."""
+    ``E A B alpha beta``, default ``chinchilla`` (with ``fitted``, the saved fit's). ``bootstrap``, ``seed`` and
+    ``level`` default to 200, 0 and 0.95, or with ``fitted`` to the saved fit's draws, seed and level (given, they
+    must agree with them). Raises ``ValueError`` when the fit is flagged, or ``fitted`` is not the fit the plan
+    needs (see :func:`_saved_fit`)."""
     budgets = {k: v for k, v in (("flops", flops), ("tokens", tokens), ("params", params)) if v is not None}
     if len(budgets) != 1:
         raise ValueError("give exactly one budget: flops (C = 6 N D), tokens (D) or params (N)")
@@ -178,11 +186,12 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
             raise ValueError(f"the runs measure {len(known)} languages ({', '.join(known[:8])}): give a target")
         if languages or from_checkpoint:
             raise ValueError("helper languages and --from-checkpoint need a target language")
-        fitted = get_law(law or "chinchilla")
-        missing = [n for n in _CORE if n not in fitted.names]
+        model = get_law(law or (fitted.result()[0].law if fitted is not None else "chinchilla"))
+        missing = [n for n in _CORE if n not in model.names]
         if missing:
-            raise ValueError(f"law {fitted.name!r} has no {', '.join(missing)}: planning needs E A B alpha beta")
+            raise ValueError(f"law {model.name!r} has no {', '.join(missing)}: planning needs E A B alpha beta")
         runs_t, mixture, is_target = frame[~finetune].reset_index(drop=True), [], np.ones(len(frame), bool)
+        why = f"law {model.name} was asked for" if law else "the saved fit's law"
     else:
         if law is not None:
             raise ValueError("a target language is planned with the ATLAS law; --law is for monolingual tables")
@@ -199,10 +208,18 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         is_target = frame["language"].astype(str) == target
         runs_t = frame[is_target & ~finetune].reset_index(drop=True)
         variant = atlas_variant(runs_t)
-        fitted = get_law("atlas" if variant == "transfer" else f"atlas_{variant}")
-        notes.append(f"{target}'s runs support the ATLAS {variant} variant")
+        model = get_law("atlas" if variant == "transfer" else f"atlas_{variant}")
+        why = f"{target}'s runs support the ATLAS {variant} variant"
+        notes.append(why)
     languages = tuple(languages)
-    res = fit(fitted, runs_t, bootstrap=bootstrap, seed=seed, level=level, progress=progress)
+    if fitted is None:
+        bootstrap, seed, level = (200 if bootstrap is None else bootstrap, 0 if seed is None else seed,
+                                  0.95 if level is None else level)
+        res = fit(model, runs_t, bootstrap=bootstrap, seed=seed, level=level, progress=progress)
+    else:
+        res, bootstrap, seed, level = _saved_fit(fitted, target if target is not None and fitted.group_by else None,
+                                                 model.name, why, runs_t, bootstrap, seed, level)
+        notes.append(f"the {model.name} fit is a saved one ({bootstrap} bootstrap draws, seed {seed}), not refitted")
     _refuse_if_flagged(res, target)
     names = res.names[0]
     helpers = [n[len("tau_"):] for n in names if n.startswith("tau_") and n != "tau_other"]
@@ -210,7 +227,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         np.empty((0, len(names)))
     if not bootstrap:
         flags.append("no_interval")
-    theta = _internal(fitted, np.vstack([res.estimate, draws]))
+    theta = _internal(model, np.vstack([res.estimate, draws]))
 
     unique = {l: float(frame[f"unique_{l}"].max()) if f"unique_{l}" in frame else np.inf
               for l in set(mixture) | ({target} if target else set())}
@@ -230,7 +247,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
             cols["unique_tokens"] = np.full_like(n, unique[target])
         return pd.DataFrame(cols)
 
-    n_opt, d_opt, l_opt = _frontier(fitted, theta, frame_of, helpers if target is not None else None)
+    n_opt, d_opt, l_opt = _frontier(model, theta, frame_of, helpers if target is not None else None)
     c_grid = np.broadcast_to(_C_GRID, n_opt.shape)
     anchor = {"flops": c_grid, "tokens": d_opt, "params": n_opt}[kind]
     n_at, d_at, l_at = (_at(anchor, value, y) for y in (n_opt, d_opt, l_opt))
@@ -261,12 +278,40 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         crossover, verdict = _verdict(frame, target, is_target, finetune, n_at[0], d_at[0] * share, from_checkpoint,
                                       bootstrap, seed, level, notes, flags)
     for flag, what in res.flags[0].items():  # flags on lambda or the taus: reported, not refused
-        notes.append(f"{fitted.name} fit: {describe({flag: what})}")
+        notes.append(f"{model.name} fit: {describe({flag: what})}")
     return Plan(target=target, languages=languages, budget={kind: float(value)}, params=triple(n_at),
                 tokens=triple(d_at), target_tokens=triple(d_at * share), flops=triple(c_at), loss=triple(l_at),
-                helpers=helper_table, verdict=verdict, crossover=crossover, law=fitted.name, level=level,
+                helpers=helper_table, verdict=verdict, crossover=crossover, law=model.name, level=level,
                 n_draws=len(draws), notes=tuple(notes + [w for w in res.warnings if "not a trustworthy" not in w]),
                 flags=tuple(flags))
+
+
+def _saved_fit(saved: SavedFit, group: str | None, law: str, why: str, rows: pd.DataFrame, bootstrap: int | None,
+               seed: int | None, level: float | None) -> tuple[FitResult, int, int, float]:
+    """The saved fit of ``group`` (``None``: its only group) as a one-group result, with the plan's bootstrap, seed
+    and level; ``ValueError`` unless it is the fit the plan would make: law ``law`` (``why``) on ``rows``, with
+    draws when intervals are asked for, and the ``bootstrap``, ``seed``, ``level`` given (if any)."""
+    res, g = saved.result(group)
+    name = res.groups[g]
+    if res.law != law:
+        raise ValueError(f"the saved fit of group {name!r} uses law {res.law!r}, but the plan needs {law!r} ({why}): "
+                         f"refit with that law")
+    saved.check_rows(name, rows)
+    res = res.select(name)
+    draws = 0 if res.samples is None else res.samples.shape[1]
+    if bootstrap is None and not draws:
+        raise ValueError("the saved fit has no bootstrap draws, which the plan's intervals need: refit with "
+                         "resamples (atlas-jax fit --bootstrap 200), or plan with bootstrap 0 (no intervals)")
+    if bootstrap is not None and bootstrap != draws:
+        raise ValueError(f"bootstrap {bootstrap}: the saved fit has {draws} bootstrap draws; leave bootstrap unset "
+                         "to plan with them, or refit")
+    if seed is not None and draws and seed != saved.settings.get("seed"):
+        raise ValueError(f"seed {seed}: the saved fit's draws come from seed {saved.settings.get('seed')}; leave "
+                         "seed unset to plan with them, or refit")
+    if level is not None and level != res.level:
+        raise ValueError(f"level {level}: the saved fit's intervals are at level {res.level}; leave level unset, "
+                         "or refit")
+    return res, draws, saved.settings.get("seed", 0) if seed is None else seed, res.level
 
 
 def _refuse_if_flagged(res, target) -> None:
