@@ -1,4 +1,4 @@
-"""Command-line interface: ``atlas-jax fit``, ``posterior``, ``plan``, ``plot`` and ``bench``."""
+"""Command-line interface: ``atlas-jax fit``, ``plan``, ``predict``, ``posterior``, ``plot`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -246,6 +246,90 @@ def plan_cmd(
     typer.echo(json.dumps(data, indent=2) if as_json else text)
     if out is not None:
         typer.echo(f"wrote {out}/plan.json and plan.txt", err=True)
+
+
+@app.command("predict")
+def predict_cmd(
+    fit_dir: Path = typer.Option(..., "--fit", help="Folder of a fit saved by `atlas-jax fit`."),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Rows to predict (CSV/Parquet): params, tokens and what "
+                                                            "the law reads (unique_tokens; language and tokens_<lang> "
+                                                            "for ATLAS and MSL; the fit's --group-by column)."),
+    params: Optional[float] = typer.Option(None, "--params", help="Model size N of one run (with --tokens)."),
+    tokens: Optional[float] = typer.Option(None, "--tokens", help="Tokens D of one run (with --params)."),
+    group: Optional[str] = typer.Option(None, "--group", help="Group whose fit predicts (default: the rows' "
+                                                              "--group-by value, or the only group)."),
+    allow_flagged: bool = typer.Option(False, "--allow-flagged", help="Also predict with flagged groups' fits "
+                                                                      "(marked in the flags column)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON records."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the predictions to FILE.csv."),
+    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names (--runs)."),
+):
+    """Predicted loss of each row by a saved fit, with its interval over the fit's bootstrap draws (percentile,
+    at the fit's level). Flagged groups give no numbers (unless --allow-flagged) and a warning; exits 3 when no
+    row gets one."""
+    import json
+
+    try:
+        table, messages = _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns or [])
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
+    if as_json:
+        typer.echo(json.dumps(table.astype(object).where(table.notna(), None).to_dict(orient="records"), indent=2))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140,
+                               "display.max_rows", 500):
+            typer.echo(table.to_string(index=False))
+    for m in messages:
+        typer.echo(f"warning: {m}", err=True)
+    if out is not None:
+        typer.echo(f"wrote {out}", err=True)
+    if table["predicted"].isna().all():
+        typer.echo("error: no row got a prediction: every group it needs is flagged (see the warnings); "
+                   "--allow-flagged gives them, marked", err=True)
+        raise typer.Exit(code=3)
+
+
+def _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns):
+    """Predictions of a saved fit for --runs or one (--params, --tokens) run, and the warnings to echo."""
+    import pandas as pd
+
+    from atlas_jax.data.runs import parse_column_mapping, validate_runs
+    from atlas_jax.engine.saved import SavedFit
+    from atlas_jax.io import atomic_output_file
+    from atlas_jax.laws import get_law
+
+    if out is not None and out.suffix.lower() != ".csv":
+        raise ValueError(f"--out {out}: expected a .csv file")
+    one = params is not None or tokens is not None
+    if (runs is None) == (not one):
+        raise ValueError("predict needs --runs RUNS, or --params N --tokens D (not both)")
+    if one and (params is None or tokens is None):
+        raise ValueError("--params and --tokens go together: one run of N parameters trained on D tokens")
+    if columns and runs is None:
+        raise ValueError("--columns maps the columns of --runs")
+    saved = SavedFit.load(fit_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", UserWarning)  # the table's warnings: not the predictions' concern
+        if one:
+            law = get_law(saved.result(group)[0].law)
+            if law.group_names is not None:
+                raise ValueError(f"law {law.name!r} is multilingual: a prediction needs the run's mixture; give "
+                                 "--runs with language and tokens_<lang> columns (--params/--tokens are not enough)")
+            extra = [c for c in law.required if c not in ("params", "tokens", "loss")]
+            if extra:
+                raise ValueError(f"law {law.name!r} reads column(s) {extra} besides N and D: give --runs with them")
+            frame = validate_runs(pd.DataFrame({"params": [params], "tokens": [tokens]}), required=()).frame
+        else:
+            frame = _read_runs(runs, parse_column_mapping(columns))
+        warnings.simplefilter("always", UserWarning)
+        table = saved.predict(frame, group, allow_flagged=allow_flagged)
+    if out is not None:
+        with atomic_output_file(out) as tmp:
+            table.to_csv(tmp, index=False)
+    return table, [str(w.message) for w in caught]
 
 
 @app.command("posterior")
