@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from .analysis.curse import expansion_multipliers, iso_loss_frontier
 from .analysis.transfer import load_transfer_matrix
+from .engine.bootstrap import percentile_interval
+from .engine.evaluate import predict
 from .engine.result import FitResult, group_index
 from .engine.solver import AT_BOUND, CONVERGED
-from .laws import get_law
 from .laws.curve import curve_loss
 
 __all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
@@ -51,18 +50,14 @@ def _group_frame(result: FitResult, runs, group: str | None, group_by: str | Non
 
 
 def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Fitted loss at every run [n], and the ``level`` interval over the bootstrap refits [2, n] (None without)."""
-    law = get_law(result.law)
-    x = {k: jnp.asarray(v) for k, v in law.features(frame).items()}
-    to_internal = lambda public: np.stack([p.to_internal(public[..., j]) for j, p in enumerate(law.params)], -1)
-    one = jax.jit(jax.vmap(lambda th: jax.vmap(lambda xi: law.log_loss(th, xi))(x)))
-    point = np.exp(np.asarray(one(jnp.asarray(to_internal(result.estimate[g][None])))))[0]
+    """Fitted loss at every run [n], and the ``level`` interval over the bootstrap refits [2, n] (None without),
+    by :func:`~atlas_jax.engine.evaluate.predict`."""
+    point = predict(result.law, frame, result.params(result.groups[g]))
     if result.samples is None:
         return point, None
     ok = np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
-    draws = np.exp(np.asarray(one(jnp.asarray(to_internal(result.samples[g][ok])))))
-    tail = 50.0 * (1.0 - level)
-    return point, np.percentile(draws, [tail, 100.0 - tail], axis=0)
+    draws = predict(result.law, frame, dict(zip(result.names[g], result.samples[g][ok].T)))
+    return point, np.stack(percentile_interval(draws, level))
 
 
 def loss_fit(result: FitResult, runs, *, x: str = "params", group: str | None = None, group_by: str | None = None,
