@@ -58,3 +58,39 @@ def test_markdown_and_plot(tmp_path):
     assert "| epoch | grid | 50 s | 0.5 s | 100.0x | n |" in table and "| epoch | cold | - | 2 s | - | n |" in table
     plot_throughput(record["suites"]["throughput"], tmp_path / "t.png", "title")
     assert (tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_cli_suite_rows_targets_and_exit_codes(tmp_path):
+    """The cli suite on its cheapest processes (one repeat; the scipy grid on 5 of its 4,500 starts): each
+    process timed with its exit code, targets as ratios with a verdict, unmeasured targets listed as such; the
+    scipy recipes' processes import no JAX and find Epoch's optimum region and the 5-run table's truth."""
+    only = ("import_pandas", "help", "user_error", "scipy_curve_fit", "scipy_grid")
+    rec = run_suites(["cli"], tmp_path / "out", quick=True, options={"cli": {"only": only, "grid_every": 900}},
+                     verbose=False)["suites"]["cli"]
+    procs = rec["processes"]
+    assert set(procs) == set(only) and all(len(p["seconds"]) == 1 and p["exit_ok"] for p in procs.values())
+    assert procs["user_error"]["exits"] == [2] and procs["help"]["exits"] == [0]
+    curve = procs["scipy_curve_fit"]["result"]
+    assert not curve["jax_imported"] and curve["n_starts"] == 128
+    assert np.allclose(curve["theta"][3:], [0.34, 0.28], atol=1e-6)
+    assert not procs["scipy_grid"]["result"]["jax_imported"] and procs["scipy_grid"]["result"]["n_starts"] == 5
+    targets = {t["process"]: t for t in rec["targets"]}
+    for key in ("help", "user_error"):
+        t = targets[key]
+        assert t["reference"] == "import_pandas" and t["bound"] == 1.5 and isinstance(t["met"], bool)
+        assert t["ratio"] == pytest.approx(procs[key]["median_s"] / procs["import_pandas"]["median_s"])
+    assert targets["epoch_first"]["note"] == "not measured" and targets["epoch_first"]["met"] is None
+    table = (tmp_path / "out" / "BENCHMARKS.md").read_text()
+    assert "target: `atlas-jax --help` vs bare `import pandas` process" in table and "x the time" in table
+    assert "| cli | target: Epoch fit, first call (empty cache) vs scipy grid-fit process | - | - | - | not measured |" \
+        in table and "machine load" in table
+
+
+def test_five_run_table_is_the_closed_form(tmp_path):
+    from atlas_jax.bench.suites import HOFFMANN_ROUNDED as h, five_run_table
+
+    frame = aj.load_runs(five_run_table(tmp_path / "five.csv")).frame
+    n, d = frame["params"].to_numpy(), frame["tokens"].to_numpy()
+    assert len(frame) == 5 and len(set(n)) == 5 and len(set(d)) == 5 and len(set(d / n)) == 5
+    closed = h["E"] + h["A"] / n ** h["alpha"] + h["B"] / d ** h["beta"]
+    assert np.allclose(frame["loss"].to_numpy(), closed, rtol=1e-15)

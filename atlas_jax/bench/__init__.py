@@ -23,7 +23,8 @@ QUICK = {"epoch": {"resamples": 200, "repeats": 1, "reference": False},
          "nuts": {"draws": 200, "chains": 2, "reference": False, "hierarchical": False},
          "campaign": {"resamples": 20, "scipy_fits": 1, "reference": False},
          "targets": {"resamples": 2},
-         "shared": {"languages": 20, "runs": (4,), "repeats": 1, "reference": False}}
+         "shared": {"languages": 20, "runs": (4,), "repeats": 1, "reference": False},
+         "cli": {"repeats": 1, "grid_every": 45}}
 
 
 def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = False, reference: bool = True,
@@ -37,9 +38,9 @@ def run_suites(names, out: str | Path, *, dtype: str = "float64", quick: bool = 
     record = {**machine_record(), "dtype": dtype, "quick": quick, "suites": {}}
     for name in names:
         kwargs = dict(QUICK[name]) if quick else {}
-        if name != "nuts":
+        if name not in ("nuts", "cli"):  # cli times the CLI's own defaults (float64)
             kwargs["dtype"] = dtype
-        if not reference and name in ("epoch", "nuts", "campaign", "shared"):
+        if not reference and name in ("epoch", "nuts", "campaign", "shared", "cli"):
             kwargs["reference"] = False
         kwargs.update((options or {}).get(name, {}))
         if verbose:

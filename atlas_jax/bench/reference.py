@@ -21,6 +21,10 @@ Recipes reproduced (see ``data/*/SOURCE.md``):
   data-constrained law with the base Chinchilla coefficients frozen and only
   (R_D*, R_N*) fitted -> :func:`dcsl_log_pred`, :func:`dcsl_stage2_fit`.
 
+* The multi-start fit one would write with scipy for a small table: ``scipy.optimize.curve_fit``
+  (Levenberg-Marquardt) on log loss from 128 random starts, best by objective
+  -> :func:`curve_fit_multistart` (the ``cli`` bench suite times it as a whole process).
+
 Validation (scipy 1.17, numpy 2.4, this repo's data): the full 4000-resample
 :func:`epoch_bootstrap` reproduces Epoch's published bootstrap SEs (``ddof=1``; A 124.52,
 B 1293.28, E 0.02566, alpha 0.01540, beta 0.02060) and 95 % percentile CIs (A 285.214-743.626,
@@ -64,6 +68,7 @@ __all__ = [
     "dcsl_stage2_fit",
     "r_squared",
     "generic_huber_fit",
+    "curve_fit_multistart",
     "load_chinchilla_240",
     "load_dcsl_182",
 ]
@@ -362,6 +367,45 @@ def generic_huber_fit(log_pred, theta0, args, log_y, delta=1e-3, weights=None):
             method="L-BFGS-B",
             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000, "maxfun": 1_000_000},
         )
+
+
+def curve_fit_multistart(N, D, L, n_starts=128, seed=0):
+    """The Chinchilla law fitted to log loss by ``scipy.optimize.curve_fit`` from ``n_starts`` starts.
+
+    Model ``log L = chinchilla_log_pred([a, b, e, alpha, beta], N, D)`` (least squares on log loss, no Huber),
+    curve_fit's default Levenberg-Marquardt (unbounded), starts drawn uniformly with ``default_rng(seed)``
+    from Hoffmann et al.'s grid box: ``a, b in [0, 25]``, ``e in [-1, 1]``, ``alpha, beta in [0, 2]``.
+    A start whose fit raises (no convergence within curve_fit's ``maxfev``) or ends non-finite is skipped;
+    the best is the smallest sum of squared log residuals (first start wins ties).
+
+    Returns ``{"theta", "objective", "n_starts", "n_success", "seconds"}``.
+    """
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    N, D, L = (np.asarray(x, dtype=float) for x in (N, D, L))
+    x, log_l = np.stack([N, D]), np.log(L)
+    model = lambda x, a, b, e, alpha, beta: chinchilla_log_pred([a, b, e, alpha, beta], x[0], x[1])
+    rng = np.random.default_rng(seed)
+    starts = np.column_stack([rng.uniform(0, 25, n_starts), rng.uniform(0, 25, n_starts),
+                              rng.uniform(-1, 1, n_starts), rng.uniform(0, 2, n_starts), rng.uniform(0, 2, n_starts)])
+    best_f, best_theta, n_success = np.inf, None, 0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", OptimizeWarning)  # covariance not estimated: 5 runs, 5 parameters
+        for x0 in starts:
+            try:
+                theta, _ = curve_fit(model, x, log_l, p0=x0)
+            except (RuntimeError, ValueError):
+                continue
+            f = float(np.sum((model(x, *theta) - log_l) ** 2))
+            if np.isfinite(f):
+                n_success += 1
+                if f < best_f:
+                    best_f, best_theta = f, np.asarray(theta, dtype=float)
+    return {"theta": best_theta, "objective": best_f, "n_starts": n_starts, "n_success": n_success,
+            "seconds": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------- data

@@ -21,7 +21,8 @@ def markdown(record: dict) -> str:
              "| suite | benchmark | reference | atlas-jax | ratio | notes |", "|---|---|---|---|---|---|"]
     for suite, rec in record["suites"].items():
         for row in rec.get("rows", []):
-            ratio = "-" if row["ratio"] is None or math.isnan(row["ratio"]) else f"{row['ratio']:,.1f}x"
+            ratio = row.get("ratio_text") or (
+                "-" if row["ratio"] is None or math.isnan(row["ratio"]) else f"{row['ratio']:,.1f}x")
             lines.append(f"| {suite} | {row['benchmark']} | {_seconds(row['reference_s'])} | "
                          f"{_seconds(row['atlas_s'])} | {ratio} | {row['note']} |")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,9 @@
   multi-start).
 - :func:`shared`: 200 languages x 3-4 runs with alpha, beta shared (the block-arrow joint fit) against scipy's
   L-BFGS-B with an analytic gradient on the same Huber objective.
+- :func:`cli`: whole processes, side by side: ``atlas-jax fit`` (first call on an empty compilation cache,
+  second call on the warm one), ``plan``, ``--help`` and a user error, against bare ``python -c "import ..."``
+  processes and the scipy recipes' processes, as ratios against targets.
 
 A run-evaluation is the law's log-loss and its Jacobian at one run for one fit (one solver step evaluates
 every run of its fit once). Cold times include compilation; warm times are the best of later calls.
@@ -18,9 +21,17 @@ every run of its fit once). Cold times include compilation; warm times are the b
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +48,8 @@ from ..engine.solver import AT_BOUND, CONVERGED, Config, _evaluate
 from ..laws import get_law
 from . import reference as ref
 
-__all__ = ["SUITES", "epoch", "throughput", "nuts", "campaign", "targets", "shared", "measured_peak",
-           "flops_per_evaluation"]
+__all__ = ["SUITES", "epoch", "throughput", "nuts", "campaign", "targets", "shared", "cli", "measured_peak",
+           "flops_per_evaluation", "five_run_table", "CLI_TARGETS"]
 
 CAMPAIGN_LAWS = ("chinchilla", "msl", "atlas_monolingual", "atlas_other", "atlas")
 CAMPAIGN_TARGETS = ("en", "fr", "ru", "zh", "bn", "sw", "yo")
@@ -52,7 +63,7 @@ def _timed(fn: Callable, *args, **kwargs):
 
 def _row(benchmark: str, atlas_s: float, reference_s: float | None = None, note: str = "", **extra) -> dict:
     return {"benchmark": benchmark, "atlas_s": atlas_s, "reference_s": reference_s,
-            "ratio": None if reference_s is None else reference_s / atlas_s, "note": note, **extra}
+            "ratio": None if reference_s is None or atlas_s is None else reference_s / atlas_s, "note": note, **extra}
 
 
 def epoch(resamples: int = 4000, repeats: int = 3, reference: bool | str = True, dtype: str = "float64") -> dict:
@@ -415,5 +426,224 @@ def shared(languages: int = 200, runs: tuple[int, ...] = (3, 4), repeats: int = 
     return rec
 
 
+HOFFMANN_ROUNDED = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+#: The 5-run table of the ``cli`` suite: model sizes and tokens per parameter (both N and D vary).
+FIVE_RUNS = ((7e7, 20.0), (2e8, 5.0), (6e8, 40.0), (2e9, 10.0), (6e9, 80.0))
+
+
+def five_run_table(path: str | Path) -> Path:
+    """Write ``params,tokens,loss`` for :data:`FIVE_RUNS`, losses from the plain numpy closed form
+    ``E + A / N**alpha + B / D**beta`` at Hoffmann et al.'s rounded fit (no noise); return the path."""
+    p = HOFFMANN_ROUNDED
+    n = np.array([r[0] for r in FIVE_RUNS])
+    d = n * np.array([r[1] for r in FIVE_RUNS])
+    loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    path = Path(path)
+    pd.DataFrame({"params": n, "tokens": d, "loss": loss}).to_csv(path, index=False, float_format="%.17g")
+    return path
+
+
+#: The ``cli`` suite's targets on a 2-core CPU: (process, reference process, kind, bound, what). ``at_most``:
+#: the process takes at most ``bound`` times the reference's time; ``faster``: the reference takes at least
+#: ``bound`` times the process's.
+CLI_TARGETS = (
+    ("epoch_second", "import_jax_pandas", "at_most", 3.0, "Epoch fit, second call (warm cache)"),
+    ("five_second", "scipy_curve_fit", "at_most", 2.0, "5-run fit, second call (warm cache)"),
+    ("help", "import_pandas", "at_most", 1.5, "`atlas-jax --help`"),
+    ("user_error", "import_pandas", "at_most", 1.5, "user error (`--law chinchila`)"),
+    ("epoch_first", "scipy_grid", "faster", 40.0, "Epoch fit, first call (empty cache)"),
+)
+#: Comparisons printed without a target.
+CLI_INFO = (
+    ("epoch_second", "scipy_grid", "faster", "Epoch fit, second call (warm cache)"),
+    ("five_first", "scipy_curve_fit", "at_most", "5-run fit, first call (empty cache)"),
+    ("plan_second", "import_jax_pandas", "at_most", "plan, second call (warm cache)"),
+)
+#: Exit codes the processes should end with (the 5-run fit is flagged: 5 runs for 5 parameters).
+CLI_EXITS = {"five_first": 3, "five_second": 3, "user_error": 2}
+
+_LOAD_REFERENCE = ("import importlib.util as u, json, sys\n"
+                   "import numpy as np\n"
+                   "spec = u.spec_from_file_location('reference', sys.argv[1])\n"
+                   "ref = u.module_from_spec(spec)\n"
+                   "spec.loader.exec_module(ref)\n")
+_SCIPY_GRID = _LOAD_REFERENCE + (
+    "N, D, L = ref.load_chinchilla_240()\n"
+    "r = ref.epoch_grid_fit(N, D, L, starts=ref.hoffmann_grid()[::int(sys.argv[2])])\n"
+    "print(json.dumps({'objective': r['objective'], 'n_starts': r['n_starts'], 'n_success': r['n_success'],\n"
+    "                  'jax_imported': 'jax' in sys.modules}))\n")
+_SCIPY_CURVE_FIT = _LOAD_REFERENCE + (
+    "N, D, L = np.loadtxt(sys.argv[2], delimiter=',', skiprows=1, unpack=True)\n"
+    "r = ref.curve_fit_multistart(N, D, L, n_starts=128)\n"
+    "print(json.dumps({'objective': r['objective'], 'n_starts': r['n_starts'], 'n_success': r['n_success'],\n"
+    "                  'theta': r['theta'].tolist(), 'jax_imported': 'jax' in sys.modules}))\n")
+
+
+def _atlas_jax_command() -> list[str]:
+    """The installed ``atlas-jax`` entry point beside this interpreter (else on PATH, else ``python -m``)."""
+    beside = Path(sys.executable).with_name("atlas-jax")
+    found = str(beside) if beside.exists() else shutil.which("atlas-jax")
+    return [found] if found else [sys.executable, "-m", "atlas_jax.cli"]
+
+
+def _time_process(argv: list[str], cache: Path | None, timeout: float) -> dict:
+    """Wall time of one whole process (start to exit), its exit code and the ends of its output."""
+    env = dict(os.environ)
+    env["ATLAS_JAX_CACHE_DIR"] = str(cache) if cache is not None else "off"
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        code, out, err = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired:
+        code, out, err = "timeout", "", ""
+    return {"seconds": time.perf_counter() - t, "exit": code, "stdout_tail": out[-400:], "stderr_tail": err[-400:]}
+
+
+def _compare(kind: str, ours: float, theirs: float, bound: float | None = None) -> tuple[float, str, bool | None]:
+    """(ratio, its text, met): ``at_most``: ours / theirs ("N x the time"); ``faster``: theirs / ours."""
+    if kind == "at_most":
+        ratio = ours / theirs
+        return ratio, f"{ratio:.2f}x the time", None if bound is None else ratio <= bound
+    ratio = theirs / ours
+    return ratio, f"{ratio:.1f}x faster", None if bound is None else ratio >= bound
+
+
+def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None, timeout: float = 1800.0,
+        verbose: bool = True) -> dict:
+    """Whole processes side by side, each run ``repeats`` times in turn (round robin, so that a change of load
+    on the machine touches every process alike); the median of each is compared with its reference process.
+
+    atlas-jax processes: ``fit epoch-chinchilla --law chinchilla`` and the same on a 5-run table
+    (:func:`five_run_table`; flagged, exit 3), each as a first call on a fresh empty compilation cache
+    (``ATLAS_JAX_CACHE_DIR``, a new one per repeat) and a second call on that cache; ``plan --runs
+    epoch-chinchilla --flops 1e22`` on a cache warmed by one earlier plan (its time kept, one sample);
+    ``--help``; a user error (a misspelt law, exit 2). Reference processes: ``python -c "import jax, pandas"``,
+    ``python -c "import pandas"``, and (``reference``) the scipy recipes run from
+    :mod:`atlas_jax.bench.reference`, loaded by file path so that they import neither JAX nor atlas_jax:
+    Epoch's grid fit (every ``grid_every``-th of the 4,500 starts; 1: all, as the target assumes) and
+    :func:`~atlas_jax.bench.reference.curve_fit_multistart` (128 starts) on the 5-run table. ``only`` limits the
+    run to some process keys. Every process's exit code is kept; an unexpected one fails its target."""
+    aj = _atlas_jax_command()
+    py = sys.executable
+    grid_starts = len(range(0, 4500, grid_every))
+    ref_path = str(Path(ref.__file__).resolve())
+    keys = ["import_jax_pandas", "import_pandas", "help", "user_error", "epoch_first", "epoch_second",
+            "five_first", "five_second", "plan_first", "plan_second"]
+    if reference:
+        keys += ["scipy_curve_fit", "scipy_grid"]
+    if only is not None:
+        unknown = set(only) - set(keys)
+        if unknown:
+            raise ValueError(f"cli: unknown process(es) {', '.join(sorted(unknown))}; expected some of {', '.join(keys)}")
+        keys = [k for k in keys if k in only]
+    times: dict[str, list[dict]] = {k: [] for k in keys}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="atlas-jax-bench-cli-") as tmp:
+        tmp = Path(tmp)
+        table = five_run_table(tmp / "five_runs.csv")
+        fit_epoch = lambda out: aj + ["fit", "epoch-chinchilla", "--law", "chinchilla", "--out", str(out), "-q"]
+        fit_five = lambda out: aj + ["fit", str(table), "--law", "chinchilla", "--out", str(out), "-q"]
+        plan = aj + ["plan", "--runs", "epoch-chinchilla", "--flops", "1e22", "-q"]
+
+        def run(key, argv, cache=None, r=0):
+            if key in times:
+                rec = _time_process(argv, cache, timeout)
+                times[key].append(rec)
+                if verbose:
+                    print(f"[bench cli] {key} #{r + 1}: {rec['seconds']:.2f} s, exit {rec['exit']}", file=sys.stderr,
+                          flush=True)
+
+        run("plan_first", plan, tmp / "cache_plan")
+        for r in range(repeats):
+            run("import_jax_pandas", [py, "-c", "import jax, pandas"], r=r)
+            run("import_pandas", [py, "-c", "import pandas"], r=r)
+            run("help", aj + ["--help"], tmp / f"cache_help{r}", r)
+            run("user_error", aj + ["fit", "epoch-chinchilla", "--law", "chinchila", "--out", str(tmp / f"err{r}")],
+                tmp / f"cache_err{r}", r)
+            run("epoch_first", fit_epoch(tmp / f"epoch{r}a"), tmp / f"cache_epoch{r}", r)
+            run("epoch_second", fit_epoch(tmp / f"epoch{r}b"), tmp / f"cache_epoch{r}", r)
+            run("five_first", fit_five(tmp / f"five{r}a"), tmp / f"cache_five{r}", r)
+            run("five_second", fit_five(tmp / f"five{r}b"), tmp / f"cache_five{r}", r)
+            run("plan_second", plan, tmp / "cache_plan", r)
+            run("scipy_curve_fit", [py, "-c", _SCIPY_CURVE_FIT, ref_path, str(table)], r=r)
+            run("scipy_grid", [py, "-c", _SCIPY_GRID, ref_path, str(grid_every)], r=r)
+        five_csv = table.read_text()
+    load_after = os.getloadavg()
+
+    labels = {"import_jax_pandas": 'python -c "import jax, pandas"', "import_pandas": 'python -c "import pandas"',
+              "help": "atlas-jax --help", "user_error": "atlas-jax fit epoch-chinchilla --law chinchila (user error)",
+              "epoch_first": "atlas-jax fit epoch-chinchilla --law chinchilla, first call (empty cache)",
+              "epoch_second": "atlas-jax fit epoch-chinchilla --law chinchilla, second call (warm cache)",
+              "five_first": "atlas-jax fit on a 5-run table, first call (empty cache)",
+              "five_second": "atlas-jax fit on a 5-run table, second call (warm cache)",
+              "plan_first": "atlas-jax plan --runs epoch-chinchilla --flops 1e22, first call (empty cache)",
+              "plan_second": "atlas-jax plan --runs epoch-chinchilla --flops 1e22, second call (warm cache)",
+              "scipy_curve_fit": "scipy recipe process: curve_fit on log loss, 128 starts, 5-run table",
+              "scipy_grid": "scipy recipe process: Epoch grid fit, L-BFGS-B, finite differences, "
+                            + ("4,500 starts" if grid_every == 1 else f"{grid_starts} of the 4,500 starts (1 in "
+                                                                      f"{grid_every}, --quick)")}
+    short = {"import_jax_pandas": "bare `import jax, pandas` process", "import_pandas": "bare `import pandas` process",
+             "scipy_grid": "scipy grid-fit process", "scipy_curve_fit": "scipy curve_fit process"}
+    processes, rows = {}, []
+    for key, recs in times.items():
+        secs = [x["seconds"] for x in recs]
+        codes = sorted({x["exit"] for x in recs}, key=str)
+        expected = CLI_EXITS.get(key, 0)
+        entry = {"label": labels[key], "seconds": secs, "median_s": statistics.median(secs), "exits": codes,
+                 "expected_exit": expected, "exit_ok": codes == [expected]}
+        if key.startswith("scipy") and recs and recs[-1]["exit"] == 0:
+            entry["result"] = json.loads(recs[-1]["stdout_tail"].strip().splitlines()[-1])
+        if not entry["exit_ok"]:
+            entry["stderr_tail"] = recs[-1]["stderr_tail"]
+        processes[key] = entry
+        note = (f"median of {len(secs)}" + (f" ({min(secs):.3g}-{max(secs):.3g} s)" if len(secs) > 1 else "")
+                + f"; exit {', '.join(map(str, codes))}"
+                + ("" if entry["exit_ok"] else f" (UNEXPECTED: expected {expected})"))
+        if "result" in entry:
+            res = entry["result"]
+            note += (f"; objective {res['objective']:.10g}, {res['n_success']} of {res['n_starts']} starts succeeded"
+                     + (", JAX imported" if res["jax_imported"] else ", no JAX imported"))
+        is_reference = key.startswith(("scipy", "import"))
+        rows.append(_row(labels[key], None if is_reference else entry["median_s"],
+                         entry["median_s"] if is_reference else None, note, key=key))
+
+    targets_out = []
+    for spec in [(*t, True) for t in CLI_TARGETS] + [(a, b, k, None, w, False) for a, b, k, w in CLI_INFO]:
+        key, ref_key, kind, bound, what, is_target = spec
+        if key not in processes or ref_key not in processes:
+            if is_target:
+                targets_out.append({"process": key, "reference": ref_key, "kind": kind, "bound": bound,
+                                    "met": None, "ratio": None, "note": "not measured"})
+                rows.append(_row(f"target: {what} vs {short[ref_key]}", None, note="not measured", target=bound,
+                                 met=None))
+            continue
+        ours, theirs = processes[key]["median_s"], processes[ref_key]["median_s"]
+        ratio, text, met = _compare(kind, ours, theirs, bound)
+        if bound is not None:
+            bad_exit = not (processes[key]["exit_ok"] and processes[ref_key]["exit_ok"])
+            quick_grid = ref_key == "scipy_grid" and grid_every != 1
+            met = False if bad_exit else None if quick_grid else met
+            want = f"<= {bound:g}x the time" if kind == "at_most" else f">= {bound:g}x faster"
+            verdict = (f"not comparable: scipy ran {grid_starts} of the 4,500 starts (--quick)" if quick_grid
+                       else "MISSED (unexpected exit code)" if bad_exit else "met" if met else "MISSED")
+            note = f"target {want}: {verdict}"
+            targets_out.append({"process": key, "reference": ref_key, "kind": kind, "bound": bound, "ratio": ratio,
+                                "met": met, "note": note})
+            name = f"target: {what} vs {short[ref_key]}"
+        else:
+            note, name = "no target", f"{what} vs {short[ref_key]}"
+            if ref_key == "scipy_grid" and grid_every != 1:
+                note += f" (scipy ran {grid_starts} of the 4,500 starts)"
+        row = _row(name, ours, theirs, note, ratio_text=text, target=bound, met=met)
+        row["ratio"] = ratio
+        rows.append(row)
+    rows.append(_row("machine load (1, 5, 15 min load average)", None, note=
+                     f"before {', '.join(f'{x:.2f}' for x in load_before)}; after "
+                     f"{', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs"))
+    return {"repeats": repeats, "grid_every": grid_every, "reference": reference, "command": aj,
+            "load_before": list(load_before), "load_after": list(load_after), "five_run_table": five_csv,
+            "processes": processes, "targets": targets_out, "rows": rows}
+
+
 SUITES: dict[str, Callable[..., dict]] = {"epoch": epoch, "throughput": throughput, "nuts": nuts,
-                                          "campaign": campaign, "targets": targets, "shared": shared}
+                                          "campaign": campaign, "targets": targets, "shared": shared, "cli": cli}
