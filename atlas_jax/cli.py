@@ -209,7 +209,8 @@ def plan_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the plan to DIR/plan.json and DIR/plan.txt."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples behind every interval "
                                                                       "(default 200; with --fit, the fit's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0; with --fit, the fit's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0; with --fit, the "
+                                                            "fit's)."),
     columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):

@@ -106,11 +106,11 @@ class FitResult:
         """The fit of one group as a one-group result; warnings about other groups (``group '<name>': ...``)
         are left out."""
         g = self._group_index(group)
-        others = [o for o in self.groups if o != self.groups[g]]
+        others = tuple(f"group {o!r}" for o in self.groups if o != self.groups[g])
         pick = lambda a: None if a is None else a[g:g + 1]
         return replace(self, groups=self.groups[g:g + 1], names=self.names[g:g + 1],
                        status=self.status[g:g + 1], flags=self.flags[g:g + 1],
-                       warnings=tuple(w for w in self.warnings if not w.startswith(tuple(f"group {o!r}" for o in others))),
+                       warnings=tuple(w for w in self.warnings if not w.startswith(others)),
                        **{k: pick(getattr(self, k)) for k in ARRAY_FIELDS})
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -145,10 +145,10 @@ class SavedFit:
             flags = res.flags[g] if res.flags else {}
             out.loc[at, "flags"] = ";".join(flags)
             if flags:
-                warnings.warn(f"group {name!r} is flagged ({res.verdict(name).removeprefix('flagged: ')}): "
-                              + ("its predictions rest on a fit the data do not determine" if allow_flagged else
-                                 "its predictions are left empty (allow_flagged, --allow-flagged, gives them, marked)"), UserWarning,
-                              stacklevel=2)
+                what = ("its predictions rest on a fit the data do not determine" if allow_flagged else
+                        "its predictions are left empty (allow_flagged, --allow-flagged, gives them, marked)")
+                warnings.warn(f"group {name!r} is flagged ({res.verdict(name).removeprefix('flagged: ')}): {what}",
+                              UserWarning, stacklevel=2)
                 if not allow_flagged:
                     continue
             rows = frame.iloc[at].reset_index(drop=True)
