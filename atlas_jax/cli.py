@@ -81,23 +81,15 @@ def fit_cmd(
 
 def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, share, where, variant,
          two_stage, base, columns, quiet=False) -> bool:
-    """Fit, write and print; returns whether any group is usable."""
-    import jax
+    """Fit, write and print; returns whether any group is usable. Options and the table are checked before
+    JAX is imported, so a mistake costs no more than reading the table."""
     import pandas as pd
 
-    import atlas_jax
-    from atlas_jax.data.runs import parse_column_mapping
-    from atlas_jax.engine.constraints import parse_assignments
-    from atlas_jax.engine.saved import SavedFit
-    from atlas_jax.engine.select import atlas_variants, select_rows
+    from atlas_jax.data.runs import parse_column_mapping, validate_runs
+    from atlas_jax.data.select import atlas_variants, select_rows
     from atlas_jax.laws import get_law
 
     started = time.perf_counter()
-    mapping = parse_column_mapping(columns)
-    with warnings.catch_warnings():  # the table's warnings are kept in the results and echoed once
-        warnings.simplefilter("ignore", UserWarning)
-        frame = _read_runs(runs, mapping)
-    frame, notes = select_rows(frame, law_name, where=where, group_by=group_by)
     if variant is not None and law_name != "atlas":
         raise ValueError("--variant applies to --law atlas only")
     if two_stage and law_name != "data_constrained":
@@ -105,22 +97,37 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     if base is not None and (not two_stage or base != "muennighoff2023"):
         raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
     fixed = {}
-    for name, value in parse_assignments(fix, "--fix"):
+    for name, value in _assignments(fix, "--fix"):
         try:
             fixed[name] = float(value)
         except ValueError:
             raise ValueError(f"--fix {name}={value}: expected a number") from None
-    ties = parse_assignments(tie, "--tie")
+    ties = _assignments(tie, "--tie")
+    mapping = parse_column_mapping(columns)
+    with warnings.catch_warnings():  # the table's warnings are kept in the results and echoed once
+        warnings.simplefilter("ignore", UserWarning)
+        frame = _read_runs(runs, mapping)
+        frame, notes = select_rows(frame, law_name, where=where, group_by=group_by)
+        if law_name == "atlas":
+            parts = atlas_variants(frame, group_by, variant)
+        else:
+            table = validate_runs(frame, required=get_law(law_name).required, group_by=group_by)
+            frame = table.frame
     options = dict(delta=delta, fix=fixed, tie=ties, bootstrap=bootstrap, bootstrap_unit=bootstrap_unit, seed=seed,
                    progress=_progress(quiet))
     if share:
         if two_stage:
             raise ValueError("--share and --two-stage cannot be combined")
         options["share"] = [p.strip() for p in share.split(",") if p.strip()]
+
+    import jax
+
+    import atlas_jax
+    from atlas_jax.engine.saved import SavedFit
+
     with warnings.catch_warnings():  # every warning is kept in the results and echoed below, once
         warnings.simplefilter("ignore", UserWarning)
         if law_name == "atlas":
-            parts = atlas_variants(frame, group_by, variant)
             if share and len(parts) > 1:
                 raise ValueError(f"--share fits one law jointly, but the groups support different ATLAS variants "
                                  f"({', '.join(parts)}): force one with --variant, or select groups with --where")
@@ -143,7 +150,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
                             "base (--base muennighoff2023)"))
             results = [second]
         else:
-            results = [atlas_jax.fit(get_law(law_name), frame, group_by=group_by, **options)]
+            results = [atlas_jax.fit(get_law(law_name), table, group_by=group_by, **options)]
     saved = SavedFit(tuple(results), frame, {
         "runs": str(runs), "law": law_name, "variant": variant, "two_stage": two_stage, "base": base, "where": where,
         "group_by": group_by, "columns": mapping, "delta": delta, "bootstrap": bootstrap,
@@ -364,7 +371,7 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.io import atomic_output_dir, write_json
 
-    from atlas_jax.engine.select import select_rows
+    from atlas_jax.data.select import select_rows
 
     started = time.perf_counter()
     frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, group_by=group_by)
@@ -478,7 +485,7 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
         elif kind in ("loss", "residuals"):
             if source is None or law is None:
                 raise ValueError(f"plot {kind} needs RUNS and --law, or --fit DIR")
-            from atlas_jax.engine.select import select_rows
+            from atlas_jax.data.select import select_rows
 
             frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns)), law, group_by=group_by)
             if law == "atlas":
@@ -605,7 +612,7 @@ def _usage(p) -> str:
 
 def _atlas_law_name(frame, group_by) -> str:
     """The registered ATLAS law for a table whose groups all support the same largest variant."""
-    from atlas_jax.engine.select import atlas_variants
+    from atlas_jax.data.select import atlas_variants
 
     parts = atlas_variants(frame, group_by)
     if len(parts) > 1:
@@ -613,6 +620,17 @@ def _atlas_law_name(frame, group_by) -> str:
                          "): give a table whose groups are all of one kind (atlas-jax fit --law atlas fits each its own)")
     variant = next(iter(parts))
     return "atlas" if variant == "transfer" else f"atlas_{variant}"
+
+
+def _assignments(items, option: str) -> list[tuple[str, str]]:
+    """``["alpha=beta", "E=1.7"]`` -> ``[("alpha", "beta"), ("E", "1.7")]``, or an error naming ``option``."""
+    out = []
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{option}: expected NAME=VALUE, got {item!r}")
+        out.append((name.strip(), value.strip()))
+    return out
 
 
 def _progress(quiet: bool) -> bool:

@@ -59,7 +59,7 @@ def test_similar_tables_and_rebuilt_laws_compile_nothing_new(lowerings):
 
 def test_imports_cost_only_what_a_command_uses(tmp_path):
     """`import atlas_jax`, the laws, the run tables and the CLI load no JAX, NumPyro, ArviZ, matplotlib or scipy;
-    `atlas-jax --help` and an argument error answer without them."""
+    `atlas-jax --help`, an argument error, a bad option value and a bad table answer without JAX."""
     code = ("import sys, atlas_jax, atlas_jax.laws, atlas_jax.data, atlas_jax.datasets, atlas_jax.cli\n"
             "atlas_jax.laws.get_law('atlas').names\n"
             "print(sorted(m for m in ('jax', 'numpyro', 'arviz', 'matplotlib', 'scipy') if m in sys.modules))")
@@ -68,7 +68,11 @@ def test_imports_cost_only_what_a_command_uses(tmp_path):
     probe = ("import sys, runpy\nsys.argv = ['atlas-jax'] + sys.argv[1:]\n"
              "try:\n    runpy.run_module('atlas_jax.cli', run_name='__main__')\n"
              "except SystemExit as e:\n    print('exit', e.code, 'jax' in sys.modules, file=sys.stderr)\n")
-    for args, code_ in ((["--help"], 0), (["fit", "x.csv", "--law", "chinchila", "--out", str(tmp_path)], 2)):
+    bad = tmp_path / "runs.csv"
+    bad.write_text("params,tokens,loss\n1e8,2e9,3.1\n2e8,4e9,-2.9\n")
+    for args, code_ in ((["--help"], 0), (["fit", "x.csv", "--law", "chinchila", "--out", str(tmp_path)], 2),
+                        (["fit", str(bad), "--law", "chinchilla", "--out", str(tmp_path / "o")], 2),
+                        (["fit", "epoch-chinchilla", "--law", "chinchilla", "--fix", "alpha", "--out", "o"], 2)):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
         assert out.stderr.strip().splitlines()[-1] == f"exit {code_} False", out.stderr[-2000:]
 

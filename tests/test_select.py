@@ -1,10 +1,10 @@
-"""Rows a law can use (atlas_jax.engine.select): --where, finetuning rows, pooled languages, ATLAS variants."""
+"""Rows a law can use (atlas_jax.data.select): --where, finetuning rows, pooled languages, ATLAS variants."""
 
 import pandas as pd
 import pytest
 
 import atlas_jax as aj
-from atlas_jax.engine.select import atlas_variants, select_rows
+from atlas_jax.data.select import atlas_variants, select_rows
 
 
 @pytest.fixture(scope="module")

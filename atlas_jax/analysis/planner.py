@@ -5,7 +5,7 @@ Given a run table, a target language t, optional helper languages trained alongs
 and one budget (FLOPs C = 6 N D, tokens D, or parameters N), :func:`plan`
 
 1. fits the ATLAS law (Longpre et al. 2026, arXiv:2510.22037) to t's pretraining runs with B bootstrap
-   resamples (the largest variant t's mixtures support, :func:`~atlas_jax.engine.select.atlas_variant`), or,
+   resamples (the largest variant t's mixtures support, :func:`~atlas_jax.data.select.atlas_variant`), or,
    for a table without languages, any law with ``E A B alpha beta`` (default Chinchilla), or takes that fit
    from a saved one (``fitted``, :class:`~atlas_jax.engine.saved.SavedFit`) after checking that it is the fit
    this step would make (same law, same rows, draws where intervals are asked for); it refuses
@@ -37,18 +37,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from ..data.runs import RunTable, mixture_languages, validate_runs
+from ..data.select import atlas_variant
 from ..engine import fit
 from ..engine.bootstrap import percentile_interval
+from ..engine.evaluate import log_losses
 from ..engine.identify import describe
 from ..engine.result import FitResult
 from ..engine.saved import SavedFit
-from ..engine.select import atlas_variant
 from ..engine.solver import AT_BOUND, CONVERGED
 from ..laws import get_law
 from .crossover import crossover_at, fit_crossover_compute, fit_crossovers
@@ -130,9 +129,7 @@ def _frontier(law, theta: np.ndarray, frame_of, helpers) -> tuple[np.ndarray, np
     n = np.repeat(_N_GRID[None, :], len(_C_GRID), axis=0)
     d = _C_GRID[:, None] / (6.0 * n)
     grid = frame_of(n.ravel(), d.ravel())
-    x = {k: jnp.asarray(v) for k, v in (law.features(grid) if helpers is None else
-                                        law.features(grid, helpers=helpers)).items()}
-    log_l = jax.jit(jax.vmap(lambda th: jax.vmap(lambda xi: law.log_loss(th, xi))(x)))(jnp.asarray(theta))
+    log_l = log_losses(law, theta, law.features(grid) if helpers is None else law.features(grid, helpers=helpers))
     log_l = np.asarray(log_l).reshape(len(theta), len(_C_GRID), len(_N_GRID))
     best = np.argmin(log_l, axis=2)
     n_opt = _N_GRID[best]

@@ -40,7 +40,7 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..engine.batch import split_groups
+from ..data.runs import split_groups
 from ..linalg import cho_solve, cholesky, solve_lower_t
 from ..laws.spec import Law
 

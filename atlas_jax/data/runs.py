@@ -58,7 +58,11 @@ __all__ = [
     "parse_column_mapping",
     "mixture_languages",
     "mixture_columns",
+    "split_groups",
+    "ALL",
 ]
+
+ALL = "all"  #: the one group's name when a table is not grouped
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "params", "tokens", "loss", "unique_tokens", "language", "group", "num_languages", "regime", "step", "run",
@@ -363,3 +367,11 @@ def _numeric(values: pd.Series) -> pd.Series:
     _check(values, out.isna() & values.notna(), "non-numeric value(s)", "numbers")
     _check(out, ~np.isfinite(out), "NaN or infinite value(s)", "finite numbers")
     return out
+
+
+def split_groups(frame: pd.DataFrame, group_by: str | None) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """Group names (in order of first appearance; ``all`` without ``group_by``) and each group's row positions."""
+    if group_by is None:
+        return (ALL,), [np.arange(len(frame))]
+    keys = list(dict.fromkeys(frame[group_by]))
+    return tuple(str(k) for k in keys), [np.flatnonzero((frame[group_by] == k).to_numpy()) for k in keys]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.runs import RunTable, validate_runs
+from ..data.runs import RunTable, split_groups, validate_runs
 from ..devices import batch_mesh, replicated
 from ..laws import get_law
 from ..laws.spec import Law
@@ -38,9 +38,8 @@ from .result import FitResult
 from .shared import SharedLayout, fit_shared
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "split_groups", "solve_batch", "bucket", "pad_to"]
+__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "bucket", "pad_to"]
 
-ALL = "all"
 DTYPES = ("float64", "float32", "mixed")
 BOOTSTRAP_UNITS = ("run", "row")
 
@@ -73,14 +72,6 @@ def pad_to(a: np.ndarray, shape: tuple[int, ...], mode: str = "edge") -> np.ndar
     """``a`` padded at the end of its leading axes to ``shape`` (repeating the last entries, or zeros)."""
     a = np.asarray(a)
     return np.pad(a, [(0, s - d) for s, d in zip(shape, a.shape)] + [(0, 0)] * (a.ndim - len(shape)), mode=mode)
-
-
-def split_groups(frame: pd.DataFrame, group_by: str | None) -> tuple[tuple[str, ...], list[np.ndarray]]:
-    """Group names (in order of first appearance; ``all`` without ``group_by``) and each group's row positions."""
-    if group_by is None:
-        return (ALL,), [np.arange(len(frame))]
-    keys = list(dict.fromkeys(frame[group_by]))
-    return tuple(str(k) for k in keys), [np.flatnonzero((frame[group_by] == k).to_numpy()) for k in keys]
 
 
 def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.ndarray | None = None) -> GroupedData:

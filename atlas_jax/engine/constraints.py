@@ -14,7 +14,7 @@ import numpy as np
 
 from ..laws.spec import Law
 
-__all__ = ["Constraints", "parse_assignments"]
+__all__ = ["Constraints"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,3 @@ class Constraints:
         """Full internal (..., P) -> free (..., q): each free parameter takes its first member's value."""
         first = np.argmax(self.basis, axis=0)
         return np.asarray(theta)[..., first]
-
-
-def parse_assignments(items: Sequence[str], what: str) -> list[tuple[str, str]]:
-    """``["alpha=beta", "E=1.7"]`` -> ``[("alpha", "beta"), ("E", "1.7")]`` with a clear error."""
-    out = []
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
-        out.append((name.strip(), value.strip()))
-    return out

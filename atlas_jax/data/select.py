@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..laws import atlas_law, transfer_languages
 from ..laws.atlas import ATLAS_VARIANTS
-from .batch import split_groups
+from .runs import split_groups
 
 __all__ = ["CURVE_LAWS", "select_rows", "atlas_variants", "atlas_variant"]
 
