@@ -486,9 +486,17 @@ def _atlas_jax_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "atlas_jax.cli"]
 
 
-def _time_process(argv: list[str], cache: Path | None, timeout: float) -> dict:
-    """Wall time of one whole process (start to exit), its exit code and the ends of its output."""
-    env = dict(os.environ)
+#: Environment of the scipy recipes' processes: one BLAS thread. scipy 1.17's L-BFGS-B calls BLAS on its
+#: 5 x 5 problems, and OpenBLAS's thread pool made one Epoch start 4.5x slower on the 2-core machine while a
+#: test run loaded it (1.9 s against 0.42 s for 3 starts); one thread is never slower here, so the reference
+#: is the faster (conservative) one.
+REFERENCE_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _time_process(argv: list[str], cache: Path | None, timeout: float, env: dict | None = None) -> dict:
+    """Wall time of one whole process (start to exit), its exit code and the ends of its output; ``cache`` is
+    its ``ATLAS_JAX_CACHE_DIR`` (None: off), ``env`` added to this process's environment."""
+    env = {**os.environ, **(env or {})}
     env["ATLAS_JAX_CACHE_DIR"] = str(cache) if cache is not None else "off"
     t = time.perf_counter()
     try:
@@ -522,7 +530,9 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
     :mod:`atlas_jax.bench.reference`, loaded by file path so that they import neither JAX nor atlas_jax:
     Epoch's grid fit (every ``grid_every``-th of the 4,500 starts; 1: all, as the target assumes) and
     :func:`~atlas_jax.bench.reference.curve_fit_multistart` (128 starts) on the 5-run table. ``only`` limits the
-    run to some process keys. Every process's exit code is kept; an unexpected one fails its target."""
+    run to some process keys. Every process's exit code is kept; an unexpected one fails its target. The scipy
+    processes run with one BLAS thread (:data:`REFERENCE_ENV`), every other process with this one's
+    environment."""
     aj = _atlas_jax_command()
     py = sys.executable
     grid_starts = len(range(0, 4500, grid_every))
@@ -547,7 +557,7 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
 
         def run(key, argv, cache=None, r=0):
             if key in times:
-                rec = _time_process(argv, cache, timeout)
+                rec = _time_process(argv, cache, timeout, REFERENCE_ENV if key.startswith("scipy") else None)
                 times[key].append(rec)
                 if verbose:
                     print(f"[bench cli] {key} #{r + 1}: {rec['seconds']:.2f} s, exit {rec['exit']}", file=sys.stderr,
@@ -602,7 +612,7 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
         if "result" in entry:
             res = entry["result"]
             note += (f"; objective {res['objective']:.10g}, {res['n_success']} of {res['n_starts']} starts succeeded"
-                     + (", JAX imported" if res["jax_imported"] else ", no JAX imported"))
+                     + (", JAX imported" if res["jax_imported"] else ", no JAX imported") + ", one BLAS thread")
         is_reference = key.startswith(("scipy", "import"))
         rows.append(_row(labels[key], None if is_reference else entry["median_s"],
                          entry["median_s"] if is_reference else None, note, key=key))
@@ -641,6 +651,7 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
                      f"before {', '.join(f'{x:.2f}' for x in load_before)}; after "
                      f"{', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs"))
     return {"repeats": repeats, "grid_every": grid_every, "reference": reference, "command": aj,
+            "reference_env": REFERENCE_ENV,
             "load_before": list(load_before), "load_after": list(load_after), "five_run_table": five_csv,
             "processes": processes, "targets": targets_out, "rows": rows}
 
