@@ -540,7 +540,7 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
 @app.command("bench")
 def bench_cmd(
     suites: Optional[List[str]] = typer.Argument(None, help="Suites to run (default all): epoch, throughput, "
-                                                             "nuts, campaign, targets."),
+                                                             "nuts, campaign, targets, shared, cli."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for bench.json, BENCHMARKS.md and "
                                                                   "throughput.png."),
     dtype: str = typer.Option("float64", "--dtype", help="Solver arithmetic: float64, float32 or mixed (float32 "
