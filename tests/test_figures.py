@@ -24,12 +24,9 @@ def chin():
 
 @pytest.fixture(scope="module")
 def post():
-    # the settings of test_bayes.py's Epoch posterior: NUTS compiles once per data set and setting (the
-    # potential holds the runs), so in a whole-suite run its programs come from JAX's persistent compilation
-    # cache (atlas_jax.runtime) where that is on; 600 more draws cost far less than a compilation
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return aj.posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=400, warmup=400, seed=0)
+        return aj.posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=100, warmup=100)
 
 
 def _png(fig, tmp_path, name):
