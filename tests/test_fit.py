@@ -207,10 +207,12 @@ GROUP_TRUTHS = {
 
 @pytest.fixture(scope="module")
 def grouped(npl):
-    """Three groups of different sizes (30, 40, 24 runs) with 0.5 % noise, to exercise padding."""
-    designs = {"g1": (np.geomspace(1e7, 1e10, 5), np.geomspace(1e8, 1e12, 6)),
+    """Three groups of different sizes (36, 40, 45 runs) with 0.5 % noise, to exercise padding. All three lie in
+    one shape bucket (33-48 runs, atlas_jax.engine.batch.bucket) with noisy40, so the one-group fits below reuse
+    noisy40_fit's compiled program."""
+    designs = {"g1": (np.geomspace(1e7, 1e10, 6), np.geomspace(1e8, 1e12, 6)),
                "g2": (np.geomspace(2e7, 5e9, 8), np.geomspace(3e8, 3e11, 5)),
-               "g3": (np.geomspace(5e7, 2e10, 4), np.geomspace(1e9, 1e12, 6))}
+               "g3": (np.geomspace(5e7, 2e10, 5), np.geomspace(1e9, 1e12, 9))}
     frames = []
     for k, (g, (N, D)) in enumerate(designs.items()):
         frames.append(npl.chinchilla_frame(N, D, GROUP_TRUTHS[g], noise=0.005, seed=10 + k).assign(group=g))
@@ -220,7 +222,7 @@ def grouped(npl):
 def test_groups_batched_equal_individual(ref, grouped):
     together = aj.fit(CHINCHILLA, grouped, group_by="group", starts=CHIN_STARTS)
     assert together.groups == ("g1", "g2", "g3")
-    assert list(together.n_runs) == [30, 40, 24]
+    assert list(together.n_runs) == [36, 40, 45]
     for g in together.groups:
         sub = grouped[grouped["group"] == g].drop(columns="group").reset_index(drop=True)
         alone = aj.fit(CHINCHILLA, sub, starts=CHIN_STARTS)
@@ -240,11 +242,17 @@ def test_groups_batched_equal_individual(ref, grouped):
     assert len(frame) == 15 and set(frame["group"]) == {"g1", "g2", "g3"}
 
 
-def test_bootstrap_batch_equals_individual_resamples(ref, noisy40, noisy40_fit):
-    rng = np.random.default_rng(5)
+@pytest.fixture(scope="module")
+def boot6(noisy40):
+    """6 explicit resamples of noisy40, refitted in one batch."""
     n = len(noisy40)
-    idx = rng.integers(0, n, size=(6, n))
-    batch = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx)
+    idx = np.random.default_rng(5).integers(0, n, size=(6, n))
+    return idx, aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx)
+
+
+def test_bootstrap_batch_equals_individual_resamples(ref, noisy40, noisy40_fit, boot6):
+    n = len(noisy40)
+    idx, batch = boot6
     assert batch.samples.shape == (1, 6, 5)
     # the estimate of the full data is unaffected by bootstrapping
     np.testing.assert_allclose(batch.estimate, noisy40_fit.estimate, rtol=1e-12)
@@ -262,13 +270,15 @@ def test_bootstrap_batch_equals_individual_resamples(ref, noisy40, noisy40_fit):
     np.testing.assert_allclose(batch.samples[0, k], list(from_ref(sp.x).values()), rtol=1e-4)
 
 
-def test_progress_bars_report_every_fit_and_change_nothing(noisy40, capsys):
-    idx = np.random.default_rng(1).integers(0, len(noisy40), size=(300, len(noisy40)))
-    quiet = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx)
+def test_progress_bars_report_every_fit_and_change_nothing(noisy40, boot6, capsys):
+    """progress=True compiles its own programs (the flag is static); the quiet fit is boot6's."""
+    idx, quiet = boot6
+    capsys.readouterr()
     loud = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx, progress=True)
     np.testing.assert_array_equal(loud.samples, quiet.samples)
+    np.testing.assert_array_equal(loud.estimate, quiet.estimate)
     err = capsys.readouterr().err
-    assert "bootstrap" in err and "/300" in err and "polishing" in err
+    assert "bootstrap" in err and "/6" in err and "/3" in err and "polishing" in err
 
 
 # --------------------------------------------------------------------------- fixed and tied parameters
@@ -448,36 +458,40 @@ def test_fit_with_every_parameter_fixed_returns_objective(npl, noisy40):
     assert res.objective[0] == pytest.approx(np.sum(npl.huber(r)), rel=1e-12)
 
 
-def test_memory_budget_chunks_give_the_same_fits():
-    """A budget that holds the shared starts and ~25 resample fits: the 4,500 starts are screened in 7 padded
-    chunks, the 300 resamples refitted in 3, and they agree with one call each (to the last bits: XLA vectorises the solver's loops differently for other batch sizes); a
-    budget below one fit is an error naming it."""
-    runs = aj.load_chinchilla()
-    one = aj.fit("chinchilla", runs, bootstrap=300, seed=3, devices=1)
-    per_fit = 8 * (len(runs.frame) + 2 * 5 + 4)  # a resample's weights, its start and solution
-    grid = 8 * 5 * 4500  # the shared starts
-    chunked = aj.fit("chinchilla", runs, bootstrap=300, seed=3, devices=1, memory_budget=grid + 25.5 * per_fit)
+def test_memory_budget_chunks_give_the_same_fits(noisy40, boot6):
+    """A budget that holds two screening fits but one resample fit: noisy40's 3 starts are screened (keep=2, so
+    the screen-then-polish path runs) in 2 padded chunks, the 6 resamples of boot6 refitted in 6 chunks, and they
+    agree with one call each (to the last bits: XLA vectorises the solver's loops differently for other batch
+    sizes); a budget below one fit is an error naming it. (noisy40's 40 runs, the start grid and the resamples of
+    the other noisy40 tests: the unchunked call reuses their compiled programs.)"""
+    idx, _ = boot6
+    one = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx)
+    # _chunk_size at 48 padded runs (8 bytes each), 5 parameters: screening 3 shared starts (888 bytes fixed,
+    # 200 a fit) -> 2 a chunk; polishing 2 starts (848 fixed, 264 a fit) -> both in one; resamples from the
+    # estimate (768 fixed, 496 a fit) -> 1 a chunk
+    chunked = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx, memory_budget=1400)
     np.testing.assert_allclose(chunked.estimate, one.estimate, rtol=1e-10)
     np.testing.assert_allclose(chunked.samples, one.samples, rtol=1e-8)
     assert chunked.status == one.status
     with pytest.raises(ValueError, match="memory_budget: 100 bytes cannot hold one fit"):
-        aj.fit("chinchilla", runs, memory_budget=100)
+        aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, memory_budget=100)
 
 
-def test_bootstrap_multistart_refits_each_resample_like_a_point_fit():
-    """Every resample runs the whole screen-then-polish over the grid: each refit equals the point fit of
-    that resample's run weights (one call per resample) to 1e-4 (other batch sizes round differently, and
-    the solver stops at ftol 1e-10 of the objective, where B can still move by ~4e-5 along the flat valley)."""
-    runs = aj.load_chinchilla()
-    idx = np.random.default_rng(5).integers(0, len(runs.frame), size=(4, len(runs.frame)))
-    res = aj.fit("chinchilla", runs, resample_indices=idx, bootstrap_multistart=True)
-    counts = np.stack([np.bincount(i, minlength=len(runs.frame)) for i in idx]).astype(float)
+def test_bootstrap_multistart_refits_each_resample_like_a_point_fit(noisy40, boot6):
+    """Every resample runs the whole screen-then-polish over the starts (3 screened, the best 2 polished): each
+    refit equals the point fit of that resample's run weights (one call per resample) to 1e-4 (other batch sizes
+    round differently, and the solver stops at ftol 1e-10 of the objective, where B can still move along the flat
+    valley)."""
+    idx, from_estimate = boot6
+    n = len(noisy40)
+    res = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx, bootstrap_multistart=True)
+    counts = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
     for b, w in enumerate(counts):
-        alone = aj.fit("chinchilla", runs, weights=w)
+        alone = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, weights=w)
         np.testing.assert_allclose(res.samples[0, b], alone.estimate[0], rtol=1e-4)
     assert np.all(res.sample_status == 0)
     # refitting from the estimate reaches the same optima on these resamples
-    np.testing.assert_allclose(aj.fit("chinchilla", runs, resample_indices=idx).samples, res.samples, rtol=1e-4)
+    np.testing.assert_allclose(from_estimate.samples, res.samples, rtol=1e-4)
 
 
 def test_float32_fit_is_close_to_float64_on_epoch_data():
