@@ -197,12 +197,16 @@ def test_bts_fitted_exact_parameters_vectorised():
 
 
 def test_bts_fitted_from_noiseless_fits():
-    tau = 0.35
-    d = np.geomspace(1e9, 2e11, 30)
-    sigma = np.geomspace(2e9, 4e11, 30)
-    mono = aj.fit(SCRATCH_CURVE, pd.DataFrame({"tokens": d, "loss": atlas_loss(d)}))
-    bi = aj.fit(SCRATCH_CURVE, pd.DataFrame({"tokens": sigma, "loss": bilingual_loss(sigma, tau)}))
-    assert bts_fitted(mono, bi, D_MONO) == pytest.approx(2 * tau / (1 + tau), abs=1e-6)
+    """The curves of the noiseless transfer-matrix test below (30 checkpoints: mono, tau 0.35, tau -0.3) fitted in
+    one batched call, as transfer_matrix_from_curves does (so both share one compiled program); bts_fitted on the
+    single-group results."""
+    taus = {("aa", "bb"): 0.35, ("aa", "cc"): -0.3}
+    curves = curves_frame(taus, 30)
+    curves["curve"] = curves["target"] + "|" + curves["source"]
+    res = aj.fit(SCRATCH_CURVE, curves[["curve", "tokens", "loss"]], group_by="curve")
+    mono = res.select("aa|aa")
+    for (t, s), tau in taus.items():
+        assert bts_fitted(mono, res.select(f"{t}|{s}"), D_MONO) == pytest.approx(2 * tau / (1 + tau), abs=1e-6)
 
 
 def test_transfer_matrix_from_curves_noiseless_without_bootstrap():
