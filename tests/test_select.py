@@ -1,6 +1,5 @@
 """Rows a law can use (atlas_jax.data.select): --where, finetuning rows, pooled languages, ATLAS variants."""
 
-import pandas as pd
 import pytest
 
 import atlas_jax as aj

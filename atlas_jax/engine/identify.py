@@ -30,7 +30,6 @@ from __future__ import annotations
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["COLLAPSE_SENSITIVITY", "MAX_CONDITION", "MIN_REFITS", "WIDE_RATIO", "gauss_newton",
