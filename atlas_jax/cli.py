@@ -616,8 +616,9 @@ def _atlas_law_name(frame, group_by) -> str:
 
     parts = atlas_variants(frame, group_by)
     if len(parts) > 1:
-        raise ValueError(f"the groups support different ATLAS variants ({', '.join(f'{v}: {len(g)}' for v, g in parts.items())}"
-                         "): give a table whose groups are all of one kind (atlas-jax fit --law atlas fits each its own)")
+        counts = ", ".join(f"{v}: {len(g)}" for v, g in parts.items())
+        raise ValueError(f"the groups support different ATLAS variants ({counts}): give a table whose groups are "
+                         "all of one kind (atlas-jax fit --law atlas fits each its own)")
     variant = next(iter(parts))
     return "atlas" if variant == "transfer" else f"atlas_{variant}"
 

@@ -544,7 +544,8 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
     if only is not None:
         unknown = set(only) - set(keys)
         if unknown:
-            raise ValueError(f"cli: unknown process(es) {', '.join(sorted(unknown))}; expected some of {', '.join(keys)}")
+            raise ValueError(f"cli: unknown process(es) {', '.join(sorted(unknown))}; "
+                             f"expected some of {', '.join(keys)}")
         keys = [k for k in keys if k in only]
     times: dict[str, list[dict]] = {k: [] for k in keys}
     load_before = os.getloadavg()

@@ -160,7 +160,8 @@ def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offs
                           limit=lo[1])
 
     start = per_device * jnp.arange(devices)
-    lo = jnp.stack([first + start, jnp.clip(n_problems - start, 0, per_device)], axis=1)  # each device's first problem, count
+    # each device's first problem and how many it solves
+    lo = jnp.stack([first + start, jnp.clip(n_problems - start, 0, per_device)], axis=1)
     data = (features, log_y, weights, row_group, phi0, basis, offset, lower, upper)
     if devices > 1:
         mesh = batch_mesh(devices)
@@ -322,8 +323,8 @@ def fit(
         G, n = data.mask.shape
         jac, hess = gauss_newton(law.log_loss, features, log_y, pad_to(data.mask, shape, "constant"),
                                  pad_to(best.params.astype(float), shape[:1]), cons.basis, cons.offset)
-        flags, condition = point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], data.mask, best.params.astype(float),
-                                       cons.lower, cons.upper, best.status, cons.free_names)
+        flags, condition = point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], data.mask,
+                                       best.params.astype(float), cons.lower, cons.upper, best.status, cons.free_names)
 
     samples = sample_status = ci_low = ci_high = None
     if not share and (bootstrap or resample_indices is not None):
