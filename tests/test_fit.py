@@ -208,7 +208,7 @@ GROUP_TRUTHS = {
 @pytest.fixture(scope="module")
 def grouped(npl):
     """Three groups of different sizes (36, 40, 45 runs) with 0.5 % noise, to exercise padding. All three lie in
-    one shape bucket (33-48 runs, atlas_jax.engine.batch.bucket) with noisy40, so the one-group fits below reuse
+    one shape (up to 64 runs, atlas_jax.engine.batch) with noisy40, so the one-group fits below reuse
     noisy40_fit's compiled program."""
     designs = {"g1": (np.geomspace(1e7, 1e10, 6), np.geomspace(1e8, 1e12, 6)),
                "g2": (np.geomspace(2e7, 5e9, 8), np.geomspace(3e8, 3e11, 5)),
@@ -466,10 +466,10 @@ def test_memory_budget_chunks_give_the_same_fits(noisy40, boot6):
     the other noisy40 tests: the unchunked call reuses their compiled programs.)"""
     idx, _ = boot6
     one = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx)
-    # _chunk_size at 48 padded runs (8 bytes each), 5 parameters: screening 3 shared starts (888 bytes fixed,
-    # 200 a fit) -> 2 a chunk; polishing 2 starts (848 fixed, 264 a fit) -> both in one; resamples from the
-    # estimate (768 fixed, 496 a fit) -> 1 a chunk
-    chunked = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx, memory_budget=1400)
+    # _chunk_size at 64 padded runs (512 bytes of weights per row, 1,024 fixed), 5 parameters (120 bytes per fit):
+    # screening 3 starts per row (291 a fit) -> 2 a chunk; polishing 2 starts (376 a fit) -> both in one;
+    # resamples from the estimate (632 a fit) -> 1 a chunk
+    chunked = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, keep=2, resample_indices=idx, memory_budget=1800)
     np.testing.assert_allclose(chunked.estimate, one.estimate, rtol=1e-10)
     np.testing.assert_allclose(chunked.samples, one.samples, rtol=1e-8)
     assert chunked.status == one.status

@@ -38,7 +38,7 @@ from .result import FitResult
 from .shared import SharedLayout, fit_shared
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "bucket", "pad_to"]
+__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "pad_to"]
 
 DTYPES = ("float64", "float32", "mixed")
 BOOTSTRAP_UNITS = ("run", "row")
@@ -119,29 +119,28 @@ def _progress_bar(enabled: bool, total: int, desc: str):
         _Progress.bar = None
 
 
-@partial(jax.jit, static_argnames=("log_loss", "count", "progress", "devices"))
-def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offset, lower, upper, delta, max_steps,
-                first, n_problems, count, progress=False, devices=1):
-    """Solve problems ``first .. first + n_problems - 1`` of the R x S problems (row r, start s), row-major.
+@partial(jax.jit, static_argnames=("log_loss", "progress", "devices"))
+def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0, basis, offset, lower, upper, delta,
+                max_steps, n_problems, progress=False, devices=1):
+    """Solve problems ``0 .. n_problems - 1`` of a padded batch: problem i starts at ``phi0[i]`` (phi0 [count, q])
+    with run weights ``weights[problem_row[i]]`` (weights [rows, n]) on group ``row_group[problem_row[i]]``'s
+    ``features``/``log_y`` [G, n] (a group's point fit, or one bootstrap resample of it). ``n_problems`` is
+    traced, so one compiled program serves every batch of the same padded shapes (:func:`problem_shapes`).
+    Returns :class:`Solution` arrays with leading axis ``count`` (undefined past ``n_problems``).
 
-    Row r has run weights ``weights[r]`` (n,) on group ``row_group[r]``'s ``features``/``log_y`` [G, n] (a
-    group's point fit, or one bootstrap resample of it); start s is ``phi0[r, s]`` (phi0 [R, S, q]) or
-    ``phi0[0, s]`` for starts shared by every row (phi0 [1, S, q]). ``n_problems`` (traced) is at most the
-    static ``count``, so one compiled program serves every batch up to ``count`` problems of the same shapes
-    (:func:`bucket`). Returns :class:`Solution` arrays with leading axis ``count`` (zeros past ``n_problems``).
-
-    The problems are split into ``devices`` contiguous blocks, one per device (``jax.shard_map``; under
+    The problems are split into ``devices`` equal contiguous blocks, one per device (``jax.shard_map``; under
     ``jax.distributed`` the devices of every process, with the inputs replicated, :mod:`atlas_jax.devices`);
     each device's problems share one slot pool, so problems that converge slowly do not hold the others'
     slots idle. Every problem is solved on its own, so the split changes results only in their last bits
     (XLA vectorises other pool sizes differently). In float32 the convergence tolerances are 1e-6.
     """
-    R, S, q = weights.shape[0], phi0.shape[1], phi0.shape[2]
+    count, q = phi0.shape
     per_device = -(-count // devices)
     slots = pool_size(per_device, 8 * log_y.shape[1] * (q + 2 + len(features)))  # weights, residual, Jacobian, features
+    share = -(-n_problems // devices)  # problems per device, traced
 
     def solve(lo, data):  # every array an argument: shard_map cannot close over arrays on a global mesh
-        features, log_y, weights, row_group, phi0, basis, offset, lower, upper = data
+        features, log_y, weights, row_group, problem_row, phi0, basis, offset, lower, upper = data
         single = phi0.dtype == jnp.float32
         cfg = Config(lower, upper, delta=delta, max_steps=max_steps,
                      ftol=1e-6 if single else 1e-10, xtol=1e-6 if single else 1e-11)
@@ -152,26 +151,39 @@ def solve_batch(log_loss, features, log_y, weights, row_group, phi0, basis, offs
             return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
 
         def problem(i):
-            i = jnp.minimum(lo[0] + i, R * S - 1)
-            r, s = i // S, i % S
-            return phi0[jnp.where(phi0.shape[0] == 1, 0, r), s], weights[r], row_group[r]
+            i = jnp.minimum(lo[0] + i, count - 1)
+            return phi0[i], weights[problem_row[i]], row_group[problem_row[i]]
 
         return solve_many(residual, problem, per_device, cfg, slots=slots, on_finish=_tick if progress else None,
                           limit=lo[1])
 
-    start = per_device * jnp.arange(devices)
+    start = share * jnp.arange(devices)
     # each device's first problem and how many it solves
-    lo = jnp.stack([first + start, jnp.clip(n_problems - start, 0, per_device)], axis=1)
-    data = (features, log_y, weights, row_group, phi0, basis, offset, lower, upper)
+    lo = jnp.stack([start, jnp.clip(n_problems - start, 0, share)], axis=1)
+    data = (features, log_y, weights, row_group, problem_row, phi0, basis, offset, lower, upper)
     if devices > 1:
         mesh = batch_mesh(devices)
         sharded = jax.shard_map(lambda lo, d: solve(lo[0], d), mesh=mesh, in_specs=(jax.P("batch"), jax.P()),
                                 out_specs=jax.P("batch"), check_vma=False)
         out = jax.tree.map(lambda x: jax.reshard(x, jax.NamedSharding(mesh, jax.P())),
                            sharded(jax.reshard(lo, jax.NamedSharding(mesh, jax.P("batch"))), data))
+        i = jnp.arange(count)
+        out = jax.tree.map(lambda a: a[(i // share) * per_device + i % share], out)  # device blocks -> problem order
     else:
         out = solve(lo[0], data)
-    return jax.tree.map(lambda a: a[:count], out)
+    return out
+
+
+def problem_shapes(problems: int, rows: int, n: int, budget: float, q: int) -> tuple[int, int]:
+    """Padded (problems, weight rows) of a batch held in one call: powers of 2, at least 512 problems and 512 rows
+    (fewer rows for long tables: at most 2 MiB of weights), so that screening, polishing and bootstrap batches of
+    most tables share a handful of compiled programs; the exact sizes where the padding would not fit in
+    ``budget`` bytes (:func:`_chunk_size`). Padded problems cost no solver steps (``solve_many``'s ``limit``)."""
+    power = lambda k, least: max(least, 1 << (max(k, 1) - 1).bit_length())
+    least_rows = min(512, 1 << (max(2**21 // (8 * n), 1).bit_length() - 1))
+    padded = power(problems, 512), power(rows, least_rows)
+    fits = padded[0] * _problem_bytes(q) + padded[1] * 8 * n <= budget
+    return padded if fits else (problems, rows)
 
 
 def fit(
@@ -272,7 +284,8 @@ def fit(
     screen_dtype, polish_dtype = ("float64" if dtype == "float64" else "float32",
                                   "float32" if dtype == "float32" else "float64")
     put = lambda a, dt: replicated(a, devices, dt)
-    shape = (bucket(len(data.groups)), n_padded := bucket(data.mask.shape[1]))
+    # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs
+    shape = (max(4, 1 << (len(data.groups) - 1).bit_length()), n_padded := max(64, bucket(data.mask.shape[1])))
     features, log_y = {k: pad_to(v, shape) for k, v in data.features.items()}, pad_to(data.log_y, shape)
     law_data = {dt: ({k: put(v, dt) for k, v in features.items()}, put(log_y, dt),
                      tuple(put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
@@ -280,22 +293,25 @@ def fit(
 
     def solve(w, rows, p0, steps, desc, dt=polish_dtype):
         """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]) in arithmetic ``dt``:
-        arrays [R, S, ...]. Shapes are padded to buckets (runs with weight 0, rows repeating the last, unused
-        problem slots), so tables and batches of similar size share one compiled program."""
-        (R, n), S = w.shape, p0.shape[1]
+        arrays [R, S, ...]. Batches are padded (:func:`problem_shapes`), so tables and batches of similar size
+        share one compiled program; batches over ``memory_budget`` run in equal chunks (one program)."""
+        (R, n), (S, q) = w.shape, p0.shape[1:]
         features, log_y, consts = law_data[dt]
         w = np.pad(w, ((0, 0), (0, n_padded - n)))
-        chunk, span = _chunk_size(R * S, S, n_padded, p0.shape[2], len(p0) == 1, memory_budget)
-        count, span = (bucket(chunk), bucket(span)) if chunk == R * S else (chunk, span)
+        chunk = _chunk_size(R * S, S, n_padded, q, memory_budget)
+        count, span = (problem_shapes(R * S, R, n_padded, memory_budget, q) if chunk == R * S
+                       else (chunk, min(R, chunk // S + 2)))
         parts = []
         with _progress_bar(progress, R * S, desc):
             for lo in range(0, R * S, chunk):
-                take = np.minimum(np.arange(lo // S, lo // S + span), R - 1)  # rows of this chunk: one compilation
-                size = min(chunk, R * S - lo)
+                i = np.arange(lo, min(lo + chunk, R * S))
+                r, first = i // S, lo // S
+                take = np.minimum(np.arange(first, first + span), R - 1)  # rows of this chunk: one compilation
+                starts = pad_to(p0[r if len(p0) > 1 else 0, i % S], (count,))
                 sol = solve_batch(law.log_loss, features, log_y, put(w[take], dt), put(rows[take], None),
-                                  put(p0[take] if len(p0) > 1 else p0, dt), *consts, delta, steps,
-                                  lo - take[0] * S, size, count, progress=progress, devices=devices)
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[:size], sol))
+                                  put(pad_to(r - first, (count,)), None), put(starts, dt), *consts, delta, steps,
+                                  len(i), progress=progress, devices=devices)
+                parts.append(jax.tree.map(lambda a: np.asarray(a)[:len(i)], sol))
         sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
         evaluations[0] += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step
         return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
@@ -368,17 +384,21 @@ def fit(
     )
 
 
-def _chunk_size(total: int, S: int, n: int, q: int, shared: bool, memory_budget: float) -> tuple[int, int]:
-    """Problems per compiled call, and the rows (resamples or groups) of weights such a call needs, so that
-    its weights (8 n bytes per row), starts (8 q per problem, or 8 S q once if ``shared`` by all rows) and
-    solutions (~8 (q + 4) per problem) stay within ``memory_budget`` bytes; everything if it fits."""
-    per_problem, per_row = 8 * (q + 4 + q * (not shared)), 8 * n
-    room = memory_budget - 8 * S * q * shared - 2 * per_row
-    chunk = int(min(total, room // (per_problem + per_row / S)))
+def _problem_bytes(q: int) -> int:
+    """Bytes of one problem in a compiled call: start (q), row index, solution (~q + 4)."""
+    return 8 * (2 * q + 5)
+
+
+def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int:
+    """Problems per compiled call, so that its weights (8 n bytes per row; a chunk of c problems touches at
+    most c / S + 2 rows) and problems (:func:`_problem_bytes`) stay within ``memory_budget`` bytes; all if they fit."""
+    per_row = 8 * n
+    room = memory_budget - 2 * per_row
+    chunk = int(min(total, room // (_problem_bytes(q) + per_row / S)))
     if chunk < 1:
         raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit ({n} runs, {S} starts "
-                         f"per row: {memory_budget - room + per_problem:.0f} bytes); raise it")
-    return chunk, min(-(-total // S), chunk // S + 2)
+                         f"per row: {2 * per_row + _problem_bytes(q) + per_row / S:.0f} bytes); raise it")
+    return chunk
 
 
 def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps, screen_dtype, desc="") -> Solution:
