@@ -53,6 +53,7 @@ def posterior(
     nu: float = NU,
     sigma_scale: float = SIGMA_SCALE,
     target_accept: float = 0.95,
+    devices: int | None = None,
     progress: bool = False,
 ) -> Posterior:
     """Sample the posterior of ``law`` on ``runs`` (one parameter set per group of ``group_by``).
@@ -67,6 +68,8 @@ def posterior(
         nu, sigma_scale: Student-t degrees of freedom and the half-normal scale of the noise sd.
         target_accept: NUTS target acceptance probability (0.95: on the hierarchical ATLAS benchmark, 1
             divergence in 2,000 draws where 0.9 gave 22, at the same tree depth and time).
+        devices: local devices the chains (and the point fit) are split over (default: all); the draws depend
+            on it only in their last bits.
         progress: show NumPyro's progress bar.
     """
     require_x64()
@@ -84,7 +87,10 @@ def posterior(
     G = len(data.groups)
 
     t0 = time.perf_counter()
-    point = fit(law, frame, group_by=group_by)
+    devices = jax.local_device_count() if devices is None else devices
+    if int(devices) != devices or not 1 <= devices <= jax.local_device_count():
+        raise ValueError(f"devices: expected 1 to {jax.local_device_count()} (local devices), got {devices}")
+    point = fit(law, frame, group_by=group_by, devices=devices)
     theta0 = np.stack([[p.to_internal(v) for p, v in zip(law.params, est)] for est in point.estimate])
     timings = {"point_fit_s": time.perf_counter() - t0}
 
@@ -114,7 +120,7 @@ def posterior(
 
     kernel = NUTS(potential_fn=lambda z: potential(mode + root @ z), dense_mass=False,
                   target_accept_prob=target_accept)
-    method, method_label = _chain_method(chains)
+    method, method_label = _chain_method(chains, devices)
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
                 progress_bar=progress)
     z0 = jax.random.normal(jax.random.PRNGKey(seed + 2), (chains, mode.shape[0]))  # dispersed starts
@@ -151,10 +157,11 @@ def posterior(
     )
 
 
-def _chain_method(chains: int):
-    """NumPyro's ``chain_method``: chains split into equal blocks over as many local devices as divide them,
-    pmapped over the blocks and vectorised within each (``vectorized`` on one device); and its label."""
-    n = max(d for d in range(1, min(chains, jax.local_device_count()) + 1) if chains % d == 0)
+def _chain_method(chains: int, devices: int):
+    """NumPyro's ``chain_method``: chains split into equal blocks over as many of the first ``devices`` local
+    devices as divide them, pmapped over the blocks and vectorised within each (``vectorized`` on one device);
+    and its label."""
+    n = max(d for d in range(1, min(chains, devices) + 1) if chains % d == 0)
     if n == 1:
         return "vectorized", "vectorized"
 

@@ -201,7 +201,7 @@ def _plain_nuts(law, frame, chains: int, draws: int, warmup: int, seed: int = 0)
     model = lambda log_y: law_model(law, {k: jnp.asarray(v) for k, v in data.features.items()},
                                     jnp.asarray(data.group), 1, prior["loc"].to_numpy(), prior["scale"].to_numpy(),
                                     log_y)
-    method, _ = _chain_method(chains)
+    method, _ = _chain_method(chains, jax.local_device_count())
     mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
                 progress_bar=False)
     t = time.perf_counter()
