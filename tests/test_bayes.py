@@ -172,18 +172,27 @@ def test_cli_posterior_writes_outputs(tmp_path):
 
 
 def test_chain_blocks_over_devices_match_one_device():
-    """4 chains on 2 CPU devices (2 vectorised per device) give the same draws as 4 on one device (to the
-    last bits of the point fit they start from, which is split over the devices as well)."""
+    """Chains in blocks over devices, vectorised within a block, keep their order (4 chains on 2 devices: 2 a
+    block, against one vectorised call); NUTS with one chain per device gives the same draws as both chains on
+    one device (to the last bits of the point fit they start from, which is split over the devices as well;
+    the 2-device run is test_diagnostics_are_flagged_never_silent's, so it reuses its compiled programs)."""
     import jax
+    import jax.numpy as jnp
+    from atlas_jax.bayes.sampler import _chain_method
     if jax.local_device_count() < 2:
         pytest.skip("needs 2 local devices (one per CPU core, atlas_jax.devices)")
+    one_chain = lambda args: (jax.random.normal(args[0], (3,)) + jnp.sin(args[1]) @ args[1], args[1][::-1])
+    keys, x = jax.random.split(jax.random.PRNGKey(0), 4), jnp.arange(20.0).reshape(4, 5)
+    method, label = _chain_method(4, 2)
+    assert label == "2 devices x 2 vectorized" and _chain_method(4, 1)[1] == "vectorized"
+    for got, want in zip(method(one_chain)((keys, x)), jax.vmap(one_chain)((keys, x))):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12)
+
     runs, _ = synthetic_runs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        posts = {n: posterior("chinchilla", runs, chains=4, draws=SHORT["draws"], warmup=SHORT["warmup"],
-                              devices=n) for n in (1, 2)}
-    assert posts[1].settings["chain_method"] == "vectorized"
-    assert posts[2].settings["chain_method"] == "2 devices x 2 vectorized"
+        posts = {n: posterior("chinchilla", runs, **SHORT, devices=n) for n in (1, 2)}
+    assert [posts[n].settings["chain_method"] for n in (1, 2)] == ["vectorized", "2 devices x 1 vectorized"]
     alpha = {n: p.samples["theta"][:, :, 0, 3] for n, p in posts.items()}
     np.testing.assert_allclose(alpha[2], alpha[1], rtol=1e-6)  # starts: the point fit, split too
     assert np.median(alpha[2]) == pytest.approx(0.34, abs=0.03)  # the synthetic truth
