@@ -159,8 +159,9 @@ ATLAS_TRUTH = {"E": 1.7, "A": 300.0, "B": 900.0, "alpha": 0.32, "beta": 0.3, "la
                "tau_aa": 0.45, "tau_bb": 0.25, "tau_cc": -0.08, "tau_other": 0.12}
 
 
-#: The slowest files (seconds on the 2-core machine, empty compilation cache), run first: pytest-xdist hands out
-#: files in collection order (--dist loadfile), so the long ones start at once and the short ones fill the gaps.
+#: The slowest files (on the 2-core machine, empty compilation cache), run first: pytest-xdist hands out files in
+#: collection order (--dist loadfile --no-loadscope-reorder), so the long ones start at once and the short ones
+#: fill the gaps at the end.
 SLOWEST_FIRST = ("test_bayes_models.py", "test_bayes.py", "test_fit.py", "test_notebooks.py", "test_synthetic.py",
                  "test_crossover.py", "test_planner.py", "test_devices.py", "test_curse.py", "test_figures.py")
 
