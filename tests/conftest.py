@@ -159,16 +159,30 @@ ATLAS_TRUTH = {"E": 1.7, "A": 300.0, "B": 900.0, "alpha": 0.32, "beta": 0.3, "la
                "tau_aa": 0.45, "tau_bb": 0.25, "tau_cc": -0.08, "tau_other": 0.12}
 
 
-#: The slowest files (on the 2-core machine, empty compilation cache), run first: pytest-xdist hands out files in
-#: collection order (--dist loadfile --no-loadscope-reorder), so the long ones start at once and the short ones
-#: fill the gaps at the end.
-SLOWEST_FIRST = ("test_bayes_models.py", "test_bayes.py", "test_fit.py", "test_notebooks.py", "test_synthetic.py",
-                 "test_crossover.py", "test_planner.py", "test_devices.py", "test_curse.py", "test_figures.py")
+#: The slowest files (on the 2-core machine, empty compilation cache) run first and the ones that mostly reuse
+#: compiled programs from the persistent cache (notebook kernels, jax.distributed subprocesses) last: pytest-xdist
+#: hands out files in collection order (--dist loadfile --no-loadscope-reorder). The notebooks took 147 s first
+#: and 56 s last.
+SLOWEST_FIRST = ("test_bayes_models.py", "test_bayes.py", "test_fit.py", "test_synthetic.py", "test_crossover.py",
+                 "test_planner.py", "test_devices.py", "test_curse.py", "test_figures.py")
+LAST = ("test_multihost.py", "test_notebooks.py")
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: k for k, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
+    rank.update({name: len(items) + k for k, name in enumerate(LAST)})
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FIRST)))  # stable: order within a file kept
+
+
+@pytest.fixture(scope="session")
+def epoch_posterior():
+    """NUTS on Epoch's 240 runs, 2 chains x 400 draws: the posterior tests' and the figure tests' (one
+    computation per test worker; a second worker finds its programs in the persistent compilation cache)."""
+    import warnings
+    import atlas_jax as aj
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return aj.posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=400, warmup=400, seed=0)
 
 
 @pytest.fixture(scope="session")

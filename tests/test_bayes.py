@@ -19,10 +19,8 @@ PUBLISHED_CI = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.
 
 
 @pytest.fixture(scope="module")
-def epoch():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=400, warmup=400, seed=0)
+def epoch(epoch_posterior):
+    return epoch_posterior
 
 
 def test_epoch_posterior_medians_inside_published_bootstrap_intervals(epoch):

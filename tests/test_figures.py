@@ -1,7 +1,6 @@
 """Every figure renders to a non-empty PNG with the expected titles and labels, and draws the numbers it
 should (predictions against ``predict``, the transfer matrix, the published 2x-language multipliers)."""
 
-import warnings
 
 import matplotlib
 import numpy as np
@@ -23,10 +22,8 @@ def chin():
 
 
 @pytest.fixture(scope="module")
-def post():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return aj.posterior("chinchilla", aj.load_chinchilla(), chains=2, draws=100, warmup=100)
+def post(epoch_posterior):
+    return epoch_posterior
 
 
 def _png(fig, tmp_path, name):
