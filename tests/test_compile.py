@@ -37,8 +37,8 @@ def test_bucket_sizes():
 
 
 def test_similar_tables_and_rebuilt_laws_compile_nothing_new(lowerings):
-    """After one fit (with bootstrap) and one prediction, a table with fewer rows and more resamples in the
-    same buckets, and a law rebuilt by its factory, lower no new program."""
+    """After one fit (with bootstrap) and one prediction, tables with fewer rows and more resamples in the
+    same buckets (up to 64 runs, up to 512 fits a batch), and a law rebuilt by its factory, lower no new program."""
     import atlas_jax as aj
     from atlas_jax.engine import predict
     from atlas_jax.laws import atlas_law
@@ -52,9 +52,11 @@ def test_similar_tables_and_rebuilt_laws_compile_nothing_new(lowerings):
     predict(aj.get_law("atlas_monolingual"), atlas.iloc[:20], params)
     before = lowerings()
     res = aj.fit("chinchilla", second, bootstrap=22, seed=1)
+    more = aj.fit("chinchilla", first.iloc[:9], bootstrap=300, seed=2)  # polish and bootstrap: one program
     predict(atlas_law("monolingual"), atlas.iloc[:17], params)
     assert lowerings() == before
     assert res.samples.shape == (1, 22, 5) and res.status == ("converged",)
+    assert more.samples.shape == (1, 300, 5)
 
 
 def test_imports_cost_only_what_a_command_uses(tmp_path):
