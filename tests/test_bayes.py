@@ -18,20 +18,15 @@ from atlas_jax.cli import app
 PUBLISHED_CI = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}  # Besiroglu et al. 2024
 
 
-@pytest.fixture(scope="module")
-def epoch(epoch_posterior):
-    return epoch_posterior
-
-
-def test_epoch_posterior_medians_inside_published_bootstrap_intervals(epoch):
+def test_epoch_posterior_medians_inside_published_bootstrap_intervals(epoch_posterior):
     for name, (low, high) in PUBLISHED_CI.items():
-        assert low < np.median(epoch.draws(name)) < high, name
-    assert epoch.diagnostics["divergences"] == 0
-    assert epoch.diagnostics["r_hat_max"] < 1.05  # 2 x 400 draws: near, not at, the 1.01 flag
+        assert low < np.median(epoch_posterior.draws(name)) < high, name
+    assert epoch_posterior.diagnostics["divergences"] == 0
+    assert epoch_posterior.diagnostics["r_hat_max"] < 1.05  # 2 x 400 draws: near, not at, the 1.01 flag
 
 
-def test_inference_data_groups_dims_and_summary(epoch):
-    idata = epoch.to_inference_data()
+def test_inference_data_groups_dims_and_summary(epoch_posterior):
+    idata = epoch_posterior.to_inference_data()
     for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
                   "posterior_predictive"):
         assert hasattr(idata, group), group
@@ -40,18 +35,18 @@ def test_inference_data_groups_dims_and_summary(epoch):
     assert idata.log_likelihood["log_loss"].shape == (2, 400, 240)
     assert idata.sample_stats["diverging"].shape == (2, 400)
     np.testing.assert_allclose(idata.observed_data["log_loss"], np.log(aj.load_chinchilla().frame["loss"]))
-    summary = epoch.summary()
+    summary = epoch_posterior.summary()
     assert list(summary.columns[:2]) == ["group", "param"]
     for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"):
         assert col in summary.columns
     alpha = summary.set_index("param").loc["alpha"]
-    assert alpha["hdi_3%"] < np.median(epoch.draws("alpha")) < alpha["hdi_97%"]
+    assert alpha["hdi_3%"] < np.median(epoch_posterior.draws("alpha")) < alpha["hdi_97%"]
 
 
-def test_derived_compute_optimum_matches_brute_force(epoch):
+def test_derived_compute_optimum_matches_brute_force(epoch_posterior):
     """N*(C) of the posterior median draw equals the minimiser of E + A/N^a + B/(C/6N)^b over N."""
-    table = epoch.derived(flops=[1e22]).set_index("quantity")
-    p = {n: epoch.draws(n) for n in ("E", "A", "B", "alpha", "beta")}
+    table = epoch_posterior.derived(flops=[1e22]).set_index("quantity")
+    p = {n: epoch_posterior.draws(n) for n in ("E", "A", "B", "alpha", "beta")}
     i = np.argsort(p["alpha"])[len(p["alpha"]) // 2]
     loss = lambda log_n: p["A"][i] / np.exp(log_n) ** p["alpha"][i] + p["B"][i] / (1e22 / 6 / np.exp(log_n)) ** p["beta"][i]
     n_star = np.exp(minimize_scalar(loss, bounds=(np.log(1e6), np.log(1e14)), method="bounded",

@@ -21,11 +21,6 @@ def chin():
     return runs.frame, aj.fit("chinchilla", runs, bootstrap=50, seed=1)
 
 
-@pytest.fixture(scope="module")
-def post(epoch_posterior):
-    return epoch_posterior
-
-
 def _png(fig, tmp_path, name):
     path = tmp_path / f"{name}.png"
     fig.savefig(path)
@@ -108,25 +103,25 @@ def test_crossover_plot_marks_d_star(tmp_path):
     _png(fig, tmp_path, "crossover")
 
 
-def test_posterior_pair_and_forest(post, tmp_path):
-    fig = F.posterior_pairs(post, params=["E", "alpha", "beta"])
+def test_posterior_pair_and_forest(epoch_posterior, tmp_path):
+    fig = F.posterior_pairs(epoch_posterior, params=["E", "alpha", "beta"])
     assert fig._suptitle.get_text() == "posterior pairs, group all"
     assert len([a for a in fig.axes if a.get_visible()]) >= 3
     _png(fig, tmp_path, "pairs")
-    fig = F.posterior_forest(post)
+    fig = F.posterior_forest(epoch_posterior)
     assert [a.get_title() for a in fig.axes] == ["E", "A", "B", "alpha", "beta"]
     _png(fig, tmp_path, "forest")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['gamma'\]"):
-        F.posterior_forest(post, params=["gamma"])
+        F.posterior_forest(epoch_posterior, params=["gamma"])
 
 
-def test_plot_cli(post, tmp_path):
+def test_plot_cli(epoch_posterior, tmp_path):
     run = lambda *args: CliRunner().invoke(app, ["plot", *map(str, args)])
     out = run("frontier", "--exponents", "0.453,0.147,0.11,-0.04", "--out", tmp_path / "f.svg")
     assert out.exit_code == 0, out.output
     assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
     nc = tmp_path / "posterior.nc"
-    post.to_inference_data().to_netcdf(str(nc))
+    epoch_posterior.to_inference_data().to_netcdf(str(nc))
     out = run("posterior-forest", nc, "--out", tmp_path / "forest.png")
     assert out.exit_code == 0, out.output
     assert (tmp_path / "forest.png").stat().st_size > 15_000

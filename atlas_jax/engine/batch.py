@@ -38,7 +38,8 @@ from .result import FitResult
 from .shared import SharedLayout, fit_shared
 from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "pad_to"]
+__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "power_of_2",
+           "pad_to"]
 
 DTYPES = ("float64", "float32", "mixed")
 BOOTSTRAP_UNITS = ("run", "row")
@@ -66,6 +67,12 @@ def bucket(n: int) -> int:
     n = max(int(n), 1)
     power = 1 << (n - 1).bit_length()
     return 3 * power // 4 if 3 * power // 4 >= n and power >= 4 else power
+
+
+def power_of_2(n: int, least: int = 1) -> int:
+    """The smallest power of 2 that is at least ``n`` and ``least``: coarser buckets than :func:`bucket` (less than
+    2x larger than needed), for sizes whose padding costs no arithmetic."""
+    return max(least, 1 << (max(int(n), 1) - 1).bit_length())
 
 
 def pad_to(a: np.ndarray, shape: tuple[int, ...], mode: str = "edge") -> np.ndarray:
@@ -179,9 +186,8 @@ def problem_shapes(problems: int, rows: int, n: int, budget: float, q: int) -> t
     (fewer rows for long tables: at most 2 MiB of weights), so that screening, polishing and bootstrap batches of
     most tables share a handful of compiled programs; the exact sizes where the padding would not fit in
     ``budget`` bytes (:func:`_chunk_size`). Padded problems cost no solver steps (``solve_many``'s ``limit``)."""
-    power = lambda k, least: max(least, 1 << (max(k, 1) - 1).bit_length())
-    least_rows = min(512, 1 << (max(2**21 // (8 * n), 1).bit_length() - 1))
-    padded = power(problems, 512), power(rows, least_rows)
+    least_rows = min(512, 1 << (max(2**21 // (8 * n), 1).bit_length() - 1))  # largest power of 2 within 2 MiB
+    padded = power_of_2(problems, 512), power_of_2(rows, least_rows)
     fits = padded[0] * _problem_bytes(q) + padded[1] * 8 * n <= budget
     return padded if fits else (problems, rows)
 
@@ -285,7 +291,7 @@ def fit(
                                   "float32" if dtype == "float32" else "float64")
     put = lambda a, dt: replicated(a, devices, dt)
     # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs
-    shape = (max(4, 1 << (len(data.groups) - 1).bit_length()), n_padded := max(64, bucket(data.mask.shape[1])))
+    shape = (power_of_2(len(data.groups), 4), n_padded := max(64, bucket(data.mask.shape[1])))
     features, log_y = {k: pad_to(v, shape) for k, v in data.features.items()}, pad_to(data.log_y, shape)
     law_data = {dt: ({k: put(v, dt) for k, v in features.items()}, put(log_y, dt),
                      tuple(put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
