@@ -71,12 +71,15 @@ def test_user_errors_exit_2_without_output(tmp_path, args, message):
 
 
 def test_progress_bars_on_a_terminal_and_quiet(tmp_path, monkeypatch):
-    """On a terminal the fit shows progress bars (finished fits per stage); --quiet silences them."""
+    """On a terminal the fit shows progress bars (finished fits per stage; here for batches of any size);
+    --quiet silences them."""
     import sys
     from types import SimpleNamespace
 
     import atlas_jax.cli as cli
+    from atlas_jax.engine import batch
 
+    monkeypatch.setattr(batch, "PROGRESS_MIN", 0)
     monkeypatch.setattr(cli, "sys", SimpleNamespace(stderr=SimpleNamespace(isatty=lambda: True), argv=sys.argv))
     loud = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "a", "--bootstrap", 20)
     quiet = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "b", "--bootstrap", 20, "--quiet")

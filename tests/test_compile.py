@@ -92,3 +92,60 @@ def test_persistent_cache_is_used_and_can_be_moved_or_switched_off(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**env, "ATLAS_JAX_CACHE_DIR": "off"},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == '["None", null]', out.stderr[-2000:]
+
+
+_STORED = """
+import json, sys
+import numpy as np, pandas as pd
+import atlas_jax as aj
+from atlas_jax import programs
+exports = []
+export = programs.export.export
+programs.export.export = lambda *a, **k: exports.append(1) or export(*a, **k)
+runs = pd.read_csv(sys.argv[1])
+res = aj.fit("chinchilla", runs, starts=np.array([[0.5, 6.0, 6.0, 0.3, 0.3], [1.0, 5.0, 7.0, 0.4, 0.2]]))
+print(json.dumps({"exports": len(exports), "estimate": res.estimate.tolist()}))
+"""
+
+
+def test_traced_programs_are_stored_and_read_by_the_next_process(tmp_path):
+    """A new process reads the solver's traced programs (`atlas_jax.programs`) instead of tracing them again, and
+    gets the same numbers to the last bit; an unreadable stored program is exported again."""
+    runs = chinchilla_frame(np.geomspace(4e7, 4e9, 4), np.geomspace(1e9, 1e11, 3), noise=0.01, seed=3)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    env = {**os.environ, "ATLAS_JAX_CACHE_DIR": str(tmp_path / "xla"), "ATLAS_JAX_CPU_DEVICES": "1"}
+    fit = lambda: subprocess.run([sys.executable, "-W", "ignore", "-c", _STORED, str(tmp_path / "runs.csv")],
+                                 env=env, capture_output=True, text=True, timeout=300)
+    import json
+
+    results = []
+    for _ in range(2):
+        out = fit()
+        assert out.returncode == 0, out.stderr[-2000:]
+        results.append(json.loads(out.stdout))
+    stored = sorted((tmp_path / "xla" / "traced").glob("*.jaxexport"))
+    assert [r["exports"] for r in results] == [len(stored), 0] and len(stored) >= 2  # solver, Gauss-Newton
+    stored[0].write_bytes(b"not a program")
+    out = fit()
+    assert json.loads(out.stdout)["exports"] == 1 and stored[0].stat().st_size > 100
+    assert results[0]["estimate"] == results[1]["estimate"] == json.loads(out.stdout)["estimate"]
+
+
+def test_program_keys_name_only_atlas_jax_code(tmp_path, monkeypatch):
+    """Only atlas_jax's own functions are stored (a user's may change under the same name); law factories name
+    their closures; the folder is trimmed past MAX_FILES."""
+    from atlas_jax import programs
+    from atlas_jax.laws import CHINCHILLA, atlas_law
+
+    assert programs.program_key(CHINCHILLA.log_loss) == "atlas_jax.laws.chinchilla._log_loss"
+    assert programs.program_key(atlas_law("transfer", 2).log_loss) != programs.program_key(atlas_law().log_loss)
+    assert programs.program_key(lambda theta, x: theta[0]) is None
+    assert programs.program_key(np_log_loss) is None
+    monkeypatch.setattr(programs, "MAX_FILES", 4)
+    for k in range(6):
+        programs._write(tmp_path / f"p{k}.jaxexport", b"x")
+    assert len(list(tmp_path.glob("*.jaxexport"))) == 3  # at the fifth (5 > 4) the oldest 3 went
+
+
+def np_log_loss(theta, x):
+    return theta[0]

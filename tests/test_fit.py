@@ -270,8 +270,12 @@ def test_bootstrap_batch_equals_individual_resamples(ref, noisy40, noisy40_fit, 
     np.testing.assert_allclose(batch.samples[0, k], list(from_ref(sp.x).values()), rtol=1e-4)
 
 
-def test_progress_bars_report_every_fit_and_change_nothing(noisy40, boot6, capsys):
-    """progress=True compiles its own programs (the flag is static); the quiet fit is boot6's."""
+def test_progress_bars_report_every_fit_and_change_nothing(noisy40, boot6, capsys, monkeypatch):
+    """progress=True compiles its own programs (the flag is static, and they are not stored); the quiet fit is
+    boot6's. Bars are shown for batches of any size here (by default from ``PROGRESS_MIN`` fit-runs)."""
+    from atlas_jax.engine import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "PROGRESS_MIN", 0)
     idx, quiet = boot6
     capsys.readouterr()
     loud = aj.fit(CHINCHILLA, noisy40, starts=CHIN_STARTS, resample_indices=idx, progress=True)

@@ -31,6 +31,7 @@ from ..data.runs import RunTable, split_groups, validate_runs
 from ..devices import batch_mesh, replicated
 from ..laws import get_law
 from ..laws.spec import Law
+from ..programs import stored_jit
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
 from .identify import bootstrap_flags, describe, gauss_newton, point_flags
@@ -43,6 +44,7 @@ __all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", 
 
 DTYPES = ("float64", "float32", "mixed")
 BOOTSTRAP_UNITS = ("run", "row")
+PROGRESS_MIN = 2**22  # fits x runs of a batch worth a progress bar (~3 s on a 2-core CPU)
 
 
 def require_x64() -> None:
@@ -126,7 +128,7 @@ def _progress_bar(enabled: bool, total: int, desc: str):
         _Progress.bar = None
 
 
-@partial(jax.jit, static_argnames=("log_loss", "progress", "devices"))
+@partial(stored_jit, static_argnames=("log_loss", "progress", "devices"), devices="devices", unless=("progress",))
 def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0, basis, offset, lower, upper, delta,
                 max_steps, n_problems, progress=False, devices=1):
     """Solve problems ``0 .. n_problems - 1`` of a padded batch: problem i starts at ``phi0[i]`` (phi0 [count, q])
@@ -247,7 +249,8 @@ def fit(
             polishing and bootstrap refits from the estimate. Accuracy against float64: BENCHMARKS.md.
         share: free parameters shared by every group (e.g. ``["alpha", "beta"]``), fitted jointly with each
             group's own (:mod:`atlas_jax.engine.shared`; float64, one device); resamples are drawn within each group.
-        progress: show progress bars (finished fits) on stderr.
+        progress: show progress bars (finished fits) on stderr for batches of at least ``PROGRESS_MIN`` fit-runs
+            (smaller ones end in seconds, and keep their programs stored, :mod:`atlas_jax.programs`).
 
     Groups with fewer runs (of positive weight) than free parameters are skipped with one warning naming
     them (``FitResult.skipped``); a ``ValueError`` when no group is left. Every fitted group gets
@@ -308,7 +311,8 @@ def fit(
         count, span = (problem_shapes(R * S, R, n_padded, memory_budget, q) if chunk == R * S
                        else (chunk, min(R, chunk // S + 2)))
         parts = []
-        with _progress_bar(progress, R * S, desc):
+        bar = progress and R * S * n_padded >= PROGRESS_MIN
+        with _progress_bar(bar, R * S, desc):
             for lo in range(0, R * S, chunk):
                 i = np.arange(lo, min(lo + chunk, R * S))
                 r, first = i // S, lo // S
@@ -316,7 +320,7 @@ def fit(
                 starts = pad_to(p0[r if len(p0) > 1 else 0, i % S], (count,))
                 sol = solve_batch(law.log_loss, features, log_y, put(w[take], dt), put(rows[take], None),
                                   put(pad_to(r - first, (count,)), None), put(starts, dt), *consts, delta, steps,
-                                  len(i), progress=progress, devices=devices)
+                                  len(i), progress=bar, devices=devices)
                 parts.append(jax.tree.map(lambda a: np.asarray(a)[:len(i)], sol))
         sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
         evaluations[0] += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step

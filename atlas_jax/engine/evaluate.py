@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..data.runs import RunTable, mixture_columns, validate_runs
 from ..laws import get_law
 from ..laws.spec import Law
+from ..programs import stored_jit
 from .batch import bucket, fit, pad_to
 
 __all__ = ["PROTOCOLS", "r_squared", "predict", "log_losses", "holdout_mask", "evaluate_holdout", "compare_laws"]
@@ -81,7 +82,7 @@ def log_losses(law: Law, theta: np.ndarray, features: dict[str, np.ndarray]) -> 
     return np.asarray(out)[:K, :n]
 
 
-@partial(jax.jit, static_argnames=("log_loss",))
+@partial(stored_jit, static_argnames=("log_loss",))
 def _log_losses(log_loss, theta, x):
     return jax.vmap(lambda th: jax.vmap(lambda xi: log_loss(th, xi))(x))(theta)
 

@@ -32,6 +32,8 @@ from functools import partial
 import jax
 import numpy as np
 
+from ..programs import stored_jit
+
 __all__ = ["COLLAPSE_SENSITIVITY", "MAX_CONDITION", "MIN_REFITS", "WIDE_RATIO", "gauss_newton",
            "point_flags", "bootstrap_flags", "describe"]
 
@@ -41,7 +43,7 @@ MIN_REFITS = 0.9
 WIDE_RATIO = 10.0
 
 
-@partial(jax.jit, static_argnames=("log_loss",))
+@partial(stored_jit, static_argnames=("log_loss",))
 def gauss_newton(log_loss, features, log_y, weights, phi, basis, offset):
     """Per group: the Jacobian of the log predictions at ``phi`` ([G, n, q], free internal parameters) and
     the Gauss-Newton Hessian ``J^T diag(w) J`` ([G, q, q])."""

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..linalg import cho_solve, cholesky
+from ..programs import stored_jit
 from .robust import huber, huber_psi
 from .solver import AT_BOUND, CONVERGED, MAX_STEPS, NONFINITE, Config, Solution
 
@@ -125,7 +126,7 @@ def _step(residual, weights, st: _State, cfg_s: Config, cfg_u: Config) -> _State
                   small_f | small_x | (st.mu >= 1e15))
 
 
-@partial(jax.jit, static_argnames=("log_loss",))
+@partial(stored_jit, static_argnames=("log_loss",))
 def solve_shared(log_loss, features, log_y, weights, s0, u0, layout_s, layout_u, basis, offset, lower, upper, delta,
                  max_steps):
     """Solve R joint problems: weights [R, G, n] on every group's ``features``/``log_y`` [G, n], starts s0 [R, k]
@@ -160,7 +161,7 @@ def solve_shared(log_loss, features, log_y, weights, s0, u0, layout_s, layout_u,
     return jax.vmap(one)(weights, s0, u0)
 
 
-@partial(jax.jit, static_argnames=("log_loss",))
+@partial(stored_jit, static_argnames=("log_loss",))
 def joint_hessian(log_loss, features, log_y, weights, s, u, layout_s, layout_u, basis, offset):
     """Per-group Jacobians [G, n, k + m] (columns: shared, then own) and the dense Gauss-Newton matrix of the joint
     problem [k + G m, k + G m] (order: shared, then group 0's own, group 1's, ...) at (s, u)."""

@@ -47,6 +47,9 @@ class Solution(NamedTuple):
     grad_norm: jnp.ndarray   # () max-norm of the objective's gradient at params
 
 
+jax.export.register_namedtuple_serialization(Solution, serialized_name="atlas_jax.Solution")  # stored programs
+
+
 class _State(NamedTuple):
     phi: jnp.ndarray
     f: jnp.ndarray

@@ -134,6 +134,8 @@ def _atlas_law(variant: str, k: int) -> Law:
         log_d = jnp.log(jnp.maximum(d_eff, DEFF_FLOOR * s_t))
         return lse(e, a - alpha * x["log_n"], b - beta * log_d)
 
+    log_loss.program_key = f"{__name__}.atlas_law({variant!r}, {k})"  # its programs are stored (atlas_jax.programs)
+
     taus = tuple(Param(f"tau_{j + 1}", f"tau_{j + 1}", grid=(0.0,), prior=(0.0, 0.5)) for j in range(k))
     if with_other:
         taus += (Param("tau_other", "tau_other", grid=(0.0,), prior=(0.0, 0.5)),)

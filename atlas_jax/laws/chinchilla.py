@@ -59,10 +59,14 @@ def log_size_features(frame) -> dict[str, np.ndarray]:
     }
 
 
+def _log_loss(theta, x):
+    return chinchilla_log_loss(theta, x["log_n"], x["log_d"])
+
+
 CHINCHILLA = Law(
     name="chinchilla",
     params=chinchilla_params(),
-    log_loss=lambda theta, x: chinchilla_log_loss(theta, x["log_n"], x["log_d"]),
+    log_loss=_log_loss,
     features=log_size_features,
     description="L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)",
 )

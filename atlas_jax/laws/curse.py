@@ -127,6 +127,8 @@ def _joint_curse_law(languages: tuple[str, ...]) -> Law:
         own = jax.lax.dynamic_slice(theta, (5 * x["lang"].astype(int),), (5,))
         return curse_log_loss(jnp.concatenate([own, theta[-2:]]), x)
 
+    log_loss.program_key = f"{__name__}.joint_curse_law({languages!r})"  # its programs are stored (atlas_jax.programs)
+
     return Law(name="curse_joint", params=params, log_loss=log_loss, features=features,
                required=CURSE.required + ("language",),
                description=f"curse law over {len(languages)} languages with shared phi, psi")

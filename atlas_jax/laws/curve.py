@@ -47,10 +47,18 @@ def tokens_to_loss(loss, E, B, beta, D0=0.0):
     return d
 
 
+def _scratch_log_loss(theta, x):
+    return lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"]))
+
+
+def _finetune_log_loss(theta, x):
+    return lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"] + jnp.exp(theta[3])))
+
+
 SCRATCH_CURVE = Law(
     name="scratch_curve",
     params=_CURVE_PARAMS,
-    log_loss=lambda theta, x: lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"])),
+    log_loss=_scratch_log_loss,
     features=_features,
     required=("tokens", "loss"),
     description="L(D) = E + B/D^beta for one model trained from scratch",
@@ -60,7 +68,7 @@ FINETUNE_CURVE = Law(
     name="finetune_curve",
     params=_CURVE_PARAMS + (Param("D0", "log_D0", log=True, grid=tuple(np.log([1e8, 1e9, 1e10, 1e11])),
                                   bounds=(np.log(1e3), np.log(1e15)), prior=(np.log(1e10), 3.0)),),
-    log_loss=lambda theta, x: lse(theta[0], theta[1] - theta[2] * jnp.log(x["d"] + jnp.exp(theta[3]))),
+    log_loss=_finetune_log_loss,
     features=_features,
     required=("tokens", "loss"),
     description="L(D) = E + B/(D + D0)^beta for one model continued from a checkpoint",

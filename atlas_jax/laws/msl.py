@@ -42,10 +42,14 @@ def _features(frame):
     return {**log_size_features(frame), "log_p": np.log(target_share(frame))}
 
 
+def _log_loss(theta, x):
+    return chinchilla_log_loss(theta, x["log_n"], x["log_d"]) - theta[5] * x["log_p"]
+
+
 MSL = Law(
     name="msl",
     params=coarse_chinchilla_params() + (Param("gamma", "gamma", grid=(0.0, 0.5), prior=(0.0, 1.0)),),
-    log_loss=lambda theta, x: chinchilla_log_loss(theta, x["log_n"], x["log_d"]) - theta[5] * x["log_p"],
+    log_loss=_log_loss,
     features=_features,
     required=("params", "tokens", "loss", "language"),
     description="(E + A/N^alpha + B/D^beta) p^-gamma (He et al. 2024)",
