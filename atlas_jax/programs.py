@@ -156,7 +156,7 @@ class stored_jit:
             except Exception:  # not exportable (e.g. a callback): trace in every process, as jax.jit does
                 return lambda *values: self.jitted(**static, **dict(zip(names, values))), False
             _write(path, blob)
-        return jax.jit(exported.call), "lapack" not in exported.mlir_module().lower()
+        return jax.jit(exported.call), b"lapack" not in exported.mlir_module_serialized.lower()  # its call targets
 
 
 def _write(path: Path, blob: bytes) -> None:
