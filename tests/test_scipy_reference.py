@@ -1,5 +1,6 @@
 """Checks of the plain numpy/scipy reference (atlas_jax/bench/reference.py, loaded from its file) against the
-published numbers recorded in data/epoch_chinchilla/SOURCE.md and data/datablations/SOURCE.md.
+published numbers recorded in atlas_jax/datasets/epoch_chinchilla/SOURCE.md and
+atlas_jax/datasets/datablations/SOURCE.md.
 
 These test the *reference itself*; nothing here imports jax or atlas_jax. Kept fast
 (a subset of the 4500-start grid; the full grid is timed by running the module).

@@ -83,7 +83,7 @@ def load_transfer_matrix() -> pd.DataFrame:
     """The 38 x 38 BTS matrix of Figure C.2 (1 d.p.): rows = target t, columns = source s, NaN diagonal.
 
     Only the top-left 9 x 9 block (en ... ja) was measured; the other cells are the paper's
-    random-forest estimates. See ``data/transfer/*.PROVENANCE.md``.
+    random-forest estimates. See ``atlas_jax/datasets/transfer/*.PROVENANCE.md``.
     """
     return _bundled_matrix().copy()
 

@@ -81,9 +81,9 @@ HOFFMANN_UNROUNDED = np.array([6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.28
 #: ``[a, b, e, alpha, beta]`` (alpha tied to beta).
 DATABLATIONS_BASE = np.array([6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596])
 
-_REPO = Path(__file__).resolve().parents[2]
-CHINCHILLA_CSV = _REPO / "data" / "epoch_chinchilla" / "chinchilla_tidy.csv"
-DCSL_CSV = _REPO / "data" / "datablations" / "c4_runs_fit182.csv"
+_DATA = Path(__file__).resolve().parents[1] / "datasets"  # by path: this module imports no atlas_jax
+CHINCHILLA_CSV = _DATA / "epoch_chinchilla" / "chinchilla_tidy.csv"
+DCSL_CSV = _DATA / "datablations" / "c4_runs_fit182.csv"
 
 
 # --------------------------------------------------------------------------- Huber

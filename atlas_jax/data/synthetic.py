@@ -1,7 +1,7 @@
 """A synthetic multilingual training campaign shaped like the ATLAS experiments (Longpre et al. 2026, §6).
 
 No public multilingual run table exists, so this generator draws one from a known ground truth. By default
-(``phi = psi = 0``, the bundled ``data/campaign/``) every pretraining run follows exactly the law that
+(``phi = psi = 0``, the bundled ``atlas_jax/datasets/campaign/``) every pretraining run follows exactly the law that
 ``atlas_jax.laws.ATLAS`` (``--law atlas``, transfer variant, 3 helpers) fits, restated here in numpy:
 
     L = E_t + A_t K^phi / N^alpha_t + B_t K^psi / D_eff^beta_t                       (every pretraining run, target t)

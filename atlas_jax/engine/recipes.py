@@ -19,7 +19,7 @@ __all__ = ["MUENNIGHOFF2023_BASE", "fit_data_constrained_two_stage"]
 
 #: Muennighoff et al.'s (2023) Chinchilla base for C4 (GPT-2 tokens), alpha tied to beta, frozen in their R* fit:
 #: a=6.255414, b=7.3049974, e=0.6254804, alpha=beta=0.3526596. They fitted it to 54 C4 points of Hoffmann et al.
-#: that are not bundled here (data/datablations/SOURCE.md), not to the 182 runs of ``load_datablations``.
+#: that are not bundled here (atlas_jax/datasets/datablations/SOURCE.md), not to the 182 runs of ``load_datablations``.
 MUENNIGHOFF2023_BASE = dict(E=float(np.exp(0.6254804)), A=float(np.exp(6.255414)), B=float(np.exp(7.3049974)),
                             alpha=0.3526596, beta=0.3526596)
 

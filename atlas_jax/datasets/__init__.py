@@ -1,15 +1,16 @@
-"""Bundled reference datasets (see data/*/SOURCE.md for origin, licence and published fits)."""
+"""Bundled reference datasets, shipped inside the package (each folder's SOURCE.md gives origin, licence and
+published fits)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .data.runs import RunTable, load_runs
+from ..data.runs import RunTable, load_runs
 
 __all__ = ["DATA_DIR", "load_chinchilla", "load_datablations", "load_campaign"]
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parent
 
 
 def load_chinchilla(all_points: bool = False) -> RunTable:
