@@ -394,7 +394,7 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
         derived.to_csv(tmp / "derived.csv", index=False)
         write_json(tmp / "posterior.json", info)
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140):
-        typer.echo(summary[["group", "param", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail",
+        typer.echo(summary[["group", "param", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "ess_tail",
                             "r_hat"]].to_string(index=False))
     for w in notes + list(post.warnings):
         typer.echo(f"warning: {w}", err=True)

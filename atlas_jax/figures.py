@@ -180,12 +180,24 @@ def _inference_data(post):
     return post.to_inference_data() if hasattr(post, "to_inference_data") else post
 
 
-def _posterior_params(idata, params):
-    names = [str(v) for v in idata.posterior["param"].values]
+def _posterior_params(idata, params, group=None):
+    """The public parameters asked for (default all; of ``group`` only, when given), checked against the posterior's
+    (``posterior.attrs["parameters"]``, :meth:`~atlas_jax.bayes.Posterior.to_inference_data`)."""
+    if "parameters" not in idata.posterior.attrs:
+        raise ValueError("the posterior has no public parameters listed (posterior.attrs['parameters']): expected one "
+                         "written by atlas_jax.posterior or `atlas-jax posterior`")
+    names = idata.posterior.attrs["parameters"].split()
+    if group is not None:
+        gdim, value = group
+        names = [n for n in names if not bool(idata.posterior[n].sel({gdim: value}).isnull().all())]
     unknown = [p for p in params or () if p not in names]
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the posterior has {', '.join(names)}")
     return list(params or names)
+
+
+def _group_dim(idata) -> str:
+    return next(d for d in idata.posterior["sigma"].dims if d not in ("chain", "draw"))
 
 
 def posterior_pairs(post, *, group: str | None = None, params: Sequence[str] | None = None, ax=None):
@@ -195,12 +207,12 @@ def posterior_pairs(post, *, group: str | None = None, params: Sequence[str] | N
     from .bayes.result import _arviz
 
     az, idata = _arviz(), _inference_data(post)
-    gdim = next(d for d in idata.posterior["params"].dims if d not in ("chain", "draw", "param"))
+    gdim = _group_dim(idata)
     groups = [str(v) for v in idata.posterior[gdim].values]
     g = groups[group_index(tuple(groups), group)]
-    names = _posterior_params(idata, params)
+    names = _posterior_params(idata, params, (gdim, g))
     size = min(2.2 * len(names), 12)
-    axes = az.plot_pair(idata, var_names=["params"], coords={gdim: [g], "param": names}, divergences=True, ax=ax,
+    axes = az.plot_pair(idata, var_names=names, coords={gdim: [g]}, divergences=True, ax=ax,
                         figsize=(size, size), scatter_kwargs={"alpha": 0.3, "s": 4})
     fig = np.ravel(axes)[0].figure
     fig.suptitle(f"posterior pairs, {gdim} {g}")
@@ -208,21 +220,21 @@ def posterior_pairs(post, *, group: str | None = None, params: Sequence[str] | N
 
 
 def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
-    """94 % HDI of every group's public parameters, one panel per parameter (ArviZ ``plot_forest``, chains
+    """95 % HDI of every group's public parameters, one panel per parameter (ArviZ ``plot_forest``, chains
     combined); ``ax``: one Axes per parameter."""
-    from .bayes.result import _arviz
+    from .bayes.result import HDI_PROB, _arviz
 
     az, idata = _arviz(), _inference_data(post)
     names = _posterior_params(idata, params)
     if ax is None:
-        height = 1.2 + 0.35 * idata.posterior["params"].shape[2]
+        height = 1.2 + 0.35 * idata.posterior.sizes[_group_dim(idata)]
         fig, ax = plt.subplots(1, len(names), figsize=(2.6 * len(names), height), squeeze=False, layout="constrained")
     axes = np.ravel(ax)
     if len(axes) != len(names):
         raise ValueError(f"ax: expected {len(names)} Axes, one per parameter, got {len(axes)}")
     for a, name in zip(axes, names):
-        az.plot_forest(idata, var_names=["params"], coords={"param": [name]}, combined=True, hdi_prob=0.94, ax=a)
+        az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=HDI_PROB, ax=a)
         a.set_title(name)
     fig = axes[0].figure
-    fig.suptitle("posterior forest (94 % HDI)")
+    fig.suptitle(f"posterior forest ({100 * HDI_PROB:.0f} % HDI)")
     return fig

@@ -26,21 +26,58 @@ def test_epoch_posterior_medians_inside_published_bootstrap_intervals(epoch_post
 
 
 def test_inference_data_groups_dims_and_summary(epoch_posterior):
+    """One posterior variable per public parameter, so ArviZ's own summary and plots work by name; 95 % HDIs."""
+    import matplotlib.pyplot as plt
+
+    from atlas_jax.bayes.result import _arviz
+
+    az = _arviz()
     idata = epoch_posterior.to_inference_data()
     for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data",
                   "posterior_predictive"):
         assert hasattr(idata, group), group
-    assert idata.posterior["params"].dims == ("chain", "draw", "group", "param")
-    assert list(idata.posterior["param"].values) == ["E", "A", "B", "alpha", "beta"]
+    assert idata.posterior.attrs["parameters"].split() == ["E", "A", "B", "alpha", "beta"]
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert idata.posterior[name].dims == ("chain", "draw", "group")
+    np.testing.assert_array_equal(idata.posterior["alpha"].values[:, :, 0], epoch_posterior.draws("alpha").reshape(2, 400))
+    by_name = az.summary(idata, var_names=["alpha"], hdi_prob=0.95, round_to="none")  # ArviZ by parameter name
+    assert list(by_name.index) == ["alpha[all]"]
     assert idata.log_likelihood["log_loss"].shape == (2, 400, 240)
     assert idata.sample_stats["diverging"].shape == (2, 400)
     np.testing.assert_allclose(idata.observed_data["log_loss"], np.log(aj.load_chinchilla().frame["loss"]))
     summary = epoch_posterior.summary()
     assert list(summary.columns[:2]) == ["group", "param"]
-    for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"):
+    for col in ("mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "ess_tail", "r_hat"):  # 95 %, as everywhere
         assert col in summary.columns
     alpha = summary.set_index("param").loc["alpha"]
-    assert alpha["hdi_3%"] < np.median(epoch_posterior.draws("alpha")) < alpha["hdi_97%"]
+    assert alpha["hdi_2.5%"] < np.median(epoch_posterior.draws("alpha")) < alpha["hdi_97.5%"]
+    assert alpha[["mean", "sd", "ess_bulk"]].tolist() == by_name.loc["alpha[all]", ["mean", "sd", "ess_bulk"]].tolist()
+    axes = az.plot_trace(idata, var_names=["alpha", "beta"])
+    assert axes.shape == (2, 2)
+    plt.close("all")
+
+
+def test_group_specific_names_are_variables_of_their_groups(epoch_posterior):
+    """ATLAS names a helper's tau by its language, per group: `tau_en` is a variable over the groups, NaN where en
+    is not a helper; the summary has a row only where the parameter exists."""
+    from dataclasses import replace
+
+    public = np.concatenate([epoch_posterior.public, epoch_posterior.public * 2.0], axis=2)  # [C, D, 2, 5]
+    two = replace(epoch_posterior, groups=("sw", "yo"), names=(("E", "A", "B", "alpha", "tau_en"),
+                                                                ("E", "A", "B", "alpha", "tau_fr")),
+                  public=public, samples={"sigma": np.repeat(epoch_posterior.samples["sigma"], 2, axis=2)})
+    posterior_ = two.to_inference_data().posterior
+    assert posterior_.attrs["parameters"].split() == ["E", "A", "B", "alpha", "tau_en", "tau_fr"]
+    tau_en = posterior_["tau_en"].values
+    np.testing.assert_array_equal(tau_en[:, :, 0], epoch_posterior.public[:, :, 0, 4])
+    assert np.isnan(tau_en[:, :, 1]).all() and np.isnan(posterior_["tau_fr"].values[:, :, 0]).all()
+    summary = two.summary()
+    assert list(zip(summary["group"], summary["param"]))[3:] == [("sw", "alpha"), ("sw", "tau_en"), ("yo", "E"),
+                                                               ("yo", "A"), ("yo", "B"), ("yo", "alpha"),
+                                                               ("yo", "tau_fr")]
+    assert summary[["mean", "hdi_2.5%", "hdi_97.5%"]].notna().all().all()
+    assert summary.set_index(["group", "param"]).loc[("yo", "tau_fr"), "mean"] == pytest.approx(
+        2 * np.mean(epoch_posterior.public[:, :, 0, 4]))
 
 
 def test_derived_compute_optimum_matches_brute_force(epoch_posterior):
@@ -158,7 +195,8 @@ def test_cli_posterior_writes_outputs(tmp_path):
     assert info["settings"]["chains"] == 2 and "divergences" in info["diagnostics"]
     assert set(pd.read_csv(out / "summary.csv")["param"]) == {"E", "A", "B", "alpha", "beta"}
     az = pytest.importorskip("arviz")
-    assert az.from_netcdf(str(out / "posterior.nc")).posterior["params"].shape == (2, SHORT["draws"], 1, 5)
+    stored = az.from_netcdf(str(out / "posterior.nc")).posterior  # read back: one variable per parameter
+    assert stored.attrs["parameters"] == "E A B alpha beta" and stored["beta"].shape == (2, SHORT["draws"], 1)
     bad = CliRunner().invoke(app, ["posterior", str(path), "--law", "chinchilla", "--out", str(tmp_path / "x"),
                                    "--hierarchical"])
     assert bad.exit_code == 2 and "give group_by" in bad.output and not (tmp_path / "x").exists()

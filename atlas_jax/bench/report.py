@@ -30,13 +30,12 @@ def markdown(record: dict) -> str:
 
 def plot_throughput(rec: dict, path: Path, title: str) -> None:
     """Two panels: fits/s and run-evaluations/s against batch size; run-evaluations/s against runs per fit;
-    the arithmetic floor as a dashed line on the run-evaluation axes."""
-    import matplotlib
+    the arithmetic floor as a dashed line on the run-evaluation axes. A bare ``Figure`` (no pyplot): the caller's
+    backend (a notebook's inline one) is left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2)
     batch, by_runs, floor = rec["batch"], rec["runs_per_fit"], rec["floor_run_evaluations_per_s"]
     x = [r["fits"] for r in batch]
     left.loglog(x, [r["run_evaluations_per_s"] for r in batch], "o-", label="run-evaluations/s")
@@ -54,4 +53,3 @@ def plot_throughput(rec: dict, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
