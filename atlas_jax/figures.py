@@ -22,7 +22,7 @@ from .analysis.transfer import load_transfer_matrix
 from .engine.bootstrap import percentile_interval
 from .engine.evaluate import predict
 from .engine.result import FitResult, group_index
-from .engine.solver import AT_BOUND, CONVERGED
+from .engine.solver import Status
 from .laws.curve import curve_loss
 
 __all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
@@ -55,7 +55,7 @@ def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> 
     point = predict(result.law, frame, result.params(result.groups[g]))
     if result.samples is None:
         return point, None
-    ok = np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
+    ok = Status.usable(result.sample_status[g])
     draws = predict(result.law, frame, dict(zip(result.names[g], result.samples[g][ok].T)))
     return point, np.stack(percentile_interval(draws, level))
 

@@ -9,7 +9,7 @@ import atlas_jax as aj
 from atlas_jax.bench import run_suites
 from atlas_jax.bench.report import markdown, plot_throughput
 from atlas_jax.bench.suites import flops_per_evaluation, measured_peak
-from atlas_jax.engine.solver import MAX_STEPS
+from atlas_jax.engine.solver import Status
 
 
 def test_run_evaluations_count_every_run_at_every_step():
@@ -19,7 +19,7 @@ def test_run_evaluations_count_every_run_at_every_step():
     starts = aj.get_law("chinchilla").start_grid()[::450]
     with pytest.warns(UserWarning, match="not a trustworthy fit: not-converged"):
         res = aj.fit("chinchilla", runs, starts=starts, keep=10, max_steps=3, bootstrap=5)
-    assert res.status == ("max_steps",) and np.all(res.sample_status == MAX_STEPS)
+    assert res.status == ("max_steps",) and np.all(res.sample_status == Status.MAX_STEPS)
     assert res.timings["fit_evaluations"] == 10 * 4 * 240
     assert res.timings["bootstrap_evaluations"] == 5 * 4 * 240
 

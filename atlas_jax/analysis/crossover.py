@@ -33,7 +33,7 @@ import pandas as pd
 
 from ..engine import fit
 from ..engine.bootstrap import percentile_interval
-from ..engine.solver import AT_BOUND, CONVERGED, STATUS_NAMES
+from ..engine.solver import Status
 from ..laws.curve import FINETUNE_CURVE, SCRATCH_CURVE, curve_loss
 
 __all__ = [
@@ -362,10 +362,10 @@ def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, le
 
     def draws(regime, g):
         res = fits[regime]
-        ok = np.isin(res.sample_status[g], (CONVERGED, AT_BOUND))
+        ok = Status.usable(res.sample_status[g])
         return np.where(ok[:, None], res.samples[g], np.nan)
 
-    ok_status = {STATUS_NAMES[CONVERGED], STATUS_NAMES[AT_BOUND]}
+    ok_status = {str(Status.CONVERGED), str(Status.AT_BOUND)}
     rows = []
     for pair in pairs:
         pair_rows = frame.loc[frame["_pair"] == pair]

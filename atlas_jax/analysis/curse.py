@@ -46,7 +46,7 @@ import pandas as pd
 from ..engine.batch import fit
 from ..engine.bootstrap import percentile_interval
 from ..engine.result import FitResult
-from ..engine.solver import AT_BOUND, CONVERGED
+from ..engine.solver import Status
 from ..laws.curse import CURSE, joint_curse_law
 
 __all__ = [
@@ -143,7 +143,7 @@ def multipliers_with_intervals(result: FitResult, r_values: Sequence[float] = (2
             col = [names.index(n) for n in wanted]
             point = expansion_multipliers(r, *(result.estimate[g, j] for j in col))
             ok = np.ones(result.samples.shape[1], bool) if result.sample_status is None else \
-                np.isin(result.sample_status[g], (CONVERGED, AT_BOUND))
+                Status.usable(result.sample_status[g])
             draws = np.where(ok[:, None], result.samples[g], np.nan)                  # [draw, param]
             boot = expansion_multipliers(r[None, :], *(draws[:, j, None] for j in col))  # [draw, r]
             for key in MULTIPLIERS:

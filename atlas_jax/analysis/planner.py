@@ -48,7 +48,7 @@ from ..engine.evaluate import log_losses
 from ..engine.identify import describe
 from ..engine.result import FitResult
 from ..engine.saved import SavedFit
-from ..engine.solver import AT_BOUND, CONVERGED
+from ..engine.solver import Status
 from ..laws import get_law
 from .crossover import crossover_at, fit_crossover_compute, fit_crossovers
 from .transfer import LANGUAGES, tau_from_bts, load_transfer_matrix
@@ -220,7 +220,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
     _refuse_if_flagged(res, target)
     names = res.names[0]
     helpers = [n[len("tau_"):] for n in names if n.startswith("tau_") and n != "tau_other"]
-    draws = res.samples[0][np.isin(res.sample_status[0], (CONVERGED, AT_BOUND))] if bootstrap else \
+    draws = res.samples[0][Status.usable(res.sample_status[0])] if bootstrap else \
         np.empty((0, len(names)))
     if not bootstrap:
         flags.append("no_interval")

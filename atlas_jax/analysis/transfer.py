@@ -34,7 +34,7 @@ import pandas as pd
 from ..datasets import DATA_DIR
 from ..engine.batch import fit
 from ..engine.result import FitResult
-from ..engine.solver import AT_BOUND, CONVERGED
+from ..engine.solver import Status
 from ..laws.curve import SCRATCH_CURVE, curve_loss, tokens_to_loss
 
 __all__ = [
@@ -284,7 +284,7 @@ def transfer_matrix_from_curves(curves: pd.DataFrame, d_mono: float, bootstrap: 
         low = high = np.nan
         if bootstrap:
             draws = [dict(zip(result.names[g], result.samples[g].T)) for g in (g_m, g_b)]
-            ok = np.isin(result.sample_status[[g_m, g_b]], (CONVERGED, AT_BOUND)).all(axis=0)
+            ok = Status.usable(result.sample_status[[g_m, g_b]]).all(axis=0)
             bts = np.where(ok, bts_fitted(*draws, d_mono), np.nan)
             # empirical quantiles: a draw may be -inf (bilingual fit never reaches the loss)
             low, high = (float(q) for q in np.nanpercentile(bts, [tail, 100.0 - tail], method="inverted_cdf"))

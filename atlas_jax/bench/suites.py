@@ -44,7 +44,7 @@ from ..bayes.sampler import _chain_method, posterior, rank_diagnostics
 from ..engine.batch import fit
 from ..engine.evaluate import predict
 from ..engine.robust import huber
-from ..engine.solver import AT_BOUND, CONVERGED, Config, _evaluate
+from ..engine.solver import Config, Status, _evaluate
 from ..laws import get_law
 from . import reference as ref
 
@@ -340,7 +340,7 @@ def targets(resamples: int = 4000, dtype: str = "float64", repeats: int = 1) -> 
     res = min(warm, key=lambda r: r.timings["bootstrap_s"])
     s, evals = res.timings["bootstrap_s"], res.timings["bootstrap_evaluations"]
     fits = resamples * res.n_starts
-    ok = np.isin(res.sample_status, (CONVERGED, AT_BOUND)).mean()
+    ok = Status.usable(res.sample_status).mean()
     rec = {"dtype": dtype, "resamples": resamples, "starts": res.n_starts, "fits": fits, "seconds": s,
            "cold_s": cold.timings["bootstrap_s"], "run_evaluations": evals, "run_evaluations_per_s": evals / s,
            "fits_per_s": fits / s, "converged_share": float(ok),

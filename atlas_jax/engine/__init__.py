@@ -9,7 +9,7 @@ from .batch import fit
 from .recipes import fit_data_constrained_two_stage
 from .result import FitResult
 from .robust import huber
-from .solver import STATUS_NAMES, Config, Solution, levenberg_marquardt, solve_many
+from .solver import Config, Status, Solution, levenberg_marquardt, solve_many
 
 __all__ = [
     "fit",
@@ -26,5 +26,5 @@ __all__ = [
     "solve_many",
     "Config",
     "Solution",
-    "STATUS_NAMES",
+    "Status",
 ]

@@ -37,7 +37,7 @@ from .constraints import Constraints
 from .identify import bootstrap_flags, describe, gauss_newton, point_flags
 from .result import FitResult
 from .shared import SharedLayout, fit_shared
-from .solver import AT_BOUND, CONVERGED, STATUS_NAMES, Config, Solution, pool_size, solve_many
+from .solver import Config, Solution, Status, pool_size, solve_many
 
 __all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "power_of_2",
            "pad_to"]
@@ -368,7 +368,7 @@ def fit(
     if boot is not None:
         samples = law.to_public(cons.expand(boot.params.astype(float)))
         sample_status = boot.status
-        ok = np.isin(sample_status, (CONVERGED, AT_BOUND))
+        ok = Status.usable(sample_status)
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
         positive = np.array([p.log or p.bounds[0] >= 0 for p in law.params])
         flags = bootstrap_flags(flags, ok, ci_low, ci_high, positive, (law.names,) * len(flags),
@@ -384,7 +384,7 @@ def fit(
     return FitResult(
         law=law.name, groups=data.groups, names=names,
         estimate=law.to_public(cons.expand(best.params.astype(float))), objective=best.objective.astype(float),
-        status=tuple(STATUS_NAMES[int(c)] for c in best.status), steps=best.steps,
+        status=tuple(str(Status(int(c))) for c in best.status), steps=best.steps,
         grad_norm=best.grad_norm.astype(float),
         n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta, shared=tuple(share or ()),
         fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,

@@ -63,12 +63,12 @@ def point_flags(jac: np.ndarray, hess: np.ndarray, weights: np.ndarray, phi: np.
     ``phi`` [G, q] free internal estimates in the box ``[lower, upper]``; ``solver_status`` [G] codes.
     Returns ``(flags, condition)``: a list of ``{flag: free parameter names}`` and an array [G].
     """
-    from .solver import CONVERGED, AT_BOUND
+    from .solver import Status
 
     flags, condition = [], np.full(len(phi), np.inf)
     for g in range(len(phi)):
         f = {}
-        if solver_status[g] not in (CONVERGED, AT_BOUND):
+        if not Status.usable(solver_status[g]):
             f["not_converged"] = ()
         bound = [free_names[j] for j in range(len(free_names)) if not lower[j] < phi[g, j] < upper[j]]
         if bound:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .identify import describe
+from .solver import Status
 
 __all__ = ["FitResult", "group_index"]
 
@@ -78,7 +79,7 @@ class FitResult:
         flags = self._flags(g)
         if not flags:
             return self.status[g]
-        refits = float(np.mean(np.isin(self.sample_status[g], (0, 3)))) if self.sample_status is not None else None
+        refits = float(np.mean(Status.usable(self.sample_status[g]))) if self.sample_status is not None else None
         condition = None if self.condition is None else float(self.condition[g])
         return "flagged: " + describe(flags, condition, refits)
 
@@ -161,7 +162,7 @@ class FitResult:
                 "grad_norm": float(self.grad_norm[g]),
                 "n_runs": int(self.n_runs[g]),
                 **({"shared": list(self.shared)} if self.shared else {}),
-                **({"bootstrap_converged_fraction": float(np.mean(self.sample_status[g] == 0))}
+                **({"bootstrap_converged_fraction": float(np.mean(self.sample_status[g] == Status.CONVERGED))}
                    if self.sample_status is not None else {}),
             }
             for g, group in enumerate(self.groups)

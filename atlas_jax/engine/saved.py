@@ -35,7 +35,7 @@ from ..laws import get_law
 from .bootstrap import percentile_interval
 from .evaluate import predict
 from .result import FitResult
-from .solver import AT_BOUND, CONVERGED
+from .solver import Status
 
 __all__ = ["SavedFit", "FORMAT", "VERSION"]
 
@@ -154,7 +154,7 @@ class SavedFit:
             rows = frame.iloc[at].reset_index(drop=True)
             out.loc[at, "predicted"] = predict(law, rows, res.params(name))
             if res.samples is not None:
-                draws = res.samples[g][np.isin(res.sample_status[g], (CONVERGED, AT_BOUND))]
+                draws = res.samples[g][Status.usable(res.sample_status[g])]
                 losses = predict(law, rows, dict(zip(res.names[g], draws.T)))
                 out.loc[at, "ci_low"], out.loc[at, "ci_high"] = percentile_interval(losses, res.level)
         return out

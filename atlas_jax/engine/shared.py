@@ -29,7 +29,7 @@ import numpy as np
 from ..linalg import cho_solve, cholesky
 from ..programs import stored_jit
 from .robust import huber, huber_psi
-from .solver import AT_BOUND, CONVERGED, MAX_STEPS, NONFINITE, Config, Solution
+from .solver import Config, Solution, Status
 
 __all__ = ["SharedLayout", "solve_shared", "joint_hessian", "fit_shared"]
 
@@ -150,8 +150,8 @@ def solve_shared(log_loss, features, log_y, weights, s0, u0, layout_s, layout_u,
         st = jax.lax.while_loop(lambda t: (~t.done) & (t.step < max_steps),
                                 lambda t: _step(residual, w, t, cfg_s, cfg_u), st)
         inside = jnp.all((st.s > cfg_s.lower) & (st.s < cfg_s.upper)) & jnp.all((st.u > cfg_u.lower) & (st.u < cfg_u.upper))
-        status = jnp.where(~jnp.isfinite(st.f), NONFINITE, jnp.where(~st.done, MAX_STEPS,
-                                                                      jnp.where(inside, CONVERGED, AT_BOUND)))
+        status = jnp.where(~jnp.isfinite(st.f), Status.NONFINITE,
+                           jnp.where(~st.done, Status.MAX_STEPS, jnp.where(inside, Status.CONVERGED, Status.AT_BOUND)))
         free_s = (st.s > cfg_s.lower) & (st.s < cfg_s.upper)
         free_u = (st.u > cfg_u.lower) & (st.u < cfg_u.upper)
         grad_norm = jnp.maximum(jnp.max(jnp.abs(jnp.where(free_s, st.g_s, 0.0)), initial=0.0),

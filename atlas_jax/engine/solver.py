@@ -25,24 +25,42 @@ batch; elements that have converged are frozen by the batched ``while_loop``.
 
 from __future__ import annotations
 
+import enum
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..linalg import cho_solve, cholesky
 from .robust import huber, huber_psi
 
-__all__ = ["Solution", "Config", "levenberg_marquardt", "solve_many", "pool_size", "init", "step", "active", "solution", "CONVERGED", "MAX_STEPS", "NONFINITE", "AT_BOUND", "STATUS_NAMES"]
+__all__ = ["Status", "Solution", "Config", "levenberg_marquardt", "solve_many", "pool_size", "init", "step", "active",
+           "solution"]
 
-CONVERGED, MAX_STEPS, NONFINITE, AT_BOUND = 0, 1, 2, 3
-STATUS_NAMES = ("converged", "max_steps", "nonfinite", "at_bound")
+
+class Status(enum.IntEnum):
+    """How a fit ended: the codes of ``Solution.status`` (compiled programs return them as integers), named in
+    lower case in results and files (``str(Status.AT_BOUND) == "at_bound"``)."""
+
+    CONVERGED = 0  # tolerances met inside the box
+    MAX_STEPS = 1  # stopped at max_steps
+    NONFINITE = 2  # the objective is not finite
+    AT_BOUND = 3   # tolerances met with a parameter on a bound of its box: a constrained optimum
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def usable(cls, codes) -> np.ndarray:
+        """Mask of the codes whose answer can be used: ``CONVERGED`` or ``AT_BOUND``."""
+        return np.isin(np.asarray(codes), (cls.CONVERGED, cls.AT_BOUND))
 
 
 class Solution(NamedTuple):
     params: jnp.ndarray      # (q,) final estimate
     objective: jnp.ndarray   # () robust objective at params
-    status: jnp.ndarray      # () int: CONVERGED, MAX_STEPS, NONFINITE or AT_BOUND
+    status: jnp.ndarray      # () int: a Status code
     steps: jnp.ndarray       # () iterations taken
     grad_norm: jnp.ndarray   # () max-norm of the objective's gradient at params
 
@@ -138,8 +156,8 @@ def step(residual, weights, s: _State, cfg: Config) -> _State:
 def solution(s: _State, cfg: Config) -> Solution:
     free = (s.phi > cfg.lower) & (s.phi < cfg.upper)
     status = jnp.where(
-        ~jnp.isfinite(s.f), NONFINITE,
-        jnp.where(~s.done, MAX_STEPS, jnp.where(jnp.any(~free), AT_BOUND, CONVERGED)),
+        ~jnp.isfinite(s.f), Status.NONFINITE,
+        jnp.where(~s.done, Status.MAX_STEPS, jnp.where(jnp.any(~free), Status.AT_BOUND, Status.CONVERGED)),
     )
     return Solution(s.phi, s.f, status, s.step, jnp.max(jnp.abs(jnp.where(free, s.grad, 0.0)), initial=0.0))
 
