@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares, minimize
 
-import atlas_jax  # noqa: F401  (float64)
 from atlas_jax.engine.robust import huber
 from atlas_jax.engine.solver import Config, Status, levenberg_marquardt
 
