@@ -25,10 +25,18 @@ class BootstrapUnit(str, Enum):
 
 
 class LawName(str, Enum):
+    """Every registered law (``atlas_jax.laws.LAWS``, checked by tests/test_cli.py), named here so that ``--help``
+    and argument errors need no import of the laws (pandas)."""
+
     chinchilla = "chinchilla"
     data_constrained = "data_constrained"
     msl = "msl"
     atlas = "atlas"
+    atlas_monolingual = "atlas_monolingual"
+    atlas_other = "atlas_other"
+    curse = "curse"
+    scratch_curve = "scratch_curve"
+    finetune_curve = "finetune_curve"
 
 
 @app.callback()

@@ -114,3 +114,17 @@ def test_every_command_reports_user_errors_in_one_line(tmp_path, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_registered_law_is_a_cli_choice(tmp_path):
+    """--law offers every law of atlas_jax.laws.LAWS; a curve law fits per language and is not warned about N,
+    which it does not read."""
+    from atlas_jax.cli import LawName
+    from atlas_jax.laws import LAWS
+
+    assert {law.value for law in LawName} == set(LAWS)
+    res = run("fit", "atlas-campaign", "--law", "scratch_curve", "--where", "group == 'scratch' and params > 8e9",
+              "--group-by", "language", "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "8 of 8 group(s) usable" in res.output and "not identifiable" not in res.output
+    assert set(pd.read_csv(tmp_path / "o" / "params.csv")["param"]) == {"E", "B", "beta"}

@@ -203,7 +203,7 @@ def validate_runs(
       UserWarning: when ``tokens_*``/``unique_*`` columns are not mixture columns
         (kept as ordinary columns); when rows are replicates (equal in every
         design column); when every run of a group has the same ``params`` (N is
-        not identifiable) or the same ``tokens`` (D is not identifiable).
+        not identifiable) or the same ``tokens`` (D is not identifiable), of the ``required`` columns.
     """
     frame = _rename(frame, columns or {})
     available = f"available columns: {list(frame.columns)}"
@@ -259,7 +259,7 @@ def validate_runs(
         if n_free is not None and len(runs) < n_free:
             raise ValueError(f"{label} has {len(runs)} run(s); expected at least n_free={n_free}")
         for column, symbol in (("params", "N"), ("tokens", "D")):
-            if column in runs.columns and runs[column].nunique() == 1:
+            if column in required and column in runs.columns and runs[column].nunique() == 1:  # what the law reads
                 value = runs[column].iloc[0]
                 notes.append(f"{label}: every run has the same {column} ({value:g}); {symbol} is not identifiable")
     for note in notes:
