@@ -430,7 +430,7 @@ def plot_cmd(
     source: Optional[str] = typer.Argument(None, help="RUNS (loss, residuals, crossover; default atlas-campaign for "
                                                       "crossover), a transfer-matrix CSV (transfer; default the "
                                                       "paper's) or a posterior.nc written by `atlas-jax posterior`."),
-    out: Path = typer.Option(..., "--out", help="Output file, .png or .svg."),
+    out: Path = typer.Option(..., "--out", help="Output file, .png, .svg or .pdf."),
     law: Optional[LawName] = typer.Option(None, "--law", help="Law to fit (loss, residuals)."),
     fit_dir: Optional[Path] = typer.Option(None, "--fit", help="loss, residuals: draw the fit saved in DIR by "
                                                                "`atlas-jax fit` on its rows instead of fitting "
@@ -469,8 +469,8 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.io import atomic_output_file
 
-    if out.suffix.lower() not in (".png", ".svg"):
-        raise ValueError(f"--out {out}: expected a .png or .svg file")
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--out {out}: expected a .png, .svg or .pdf file")
     if fit_dir is not None:
         if kind not in ("loss", "residuals"):
             raise ValueError(f"--fit: plot {kind} draws no fit (--fit is for loss and residuals)")

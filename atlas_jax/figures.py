@@ -22,6 +22,7 @@ from .analysis.transfer import load_transfer_matrix
 from .engine.bootstrap import percentile_interval
 from .engine.evaluate import predict
 from .engine.result import FitResult, group_index
+from .laws import get_law
 from .engine.solver import Status
 from .laws.curve import curve_loss
 
@@ -60,28 +61,70 @@ def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> 
     return point, np.stack(percentile_interval(draws, level))
 
 
+def _series(values: np.ndarray, most: int = 10) -> np.ndarray:
+    """Each run's series: its value when there are at most ``most`` distinct ones (model sizes of a sweep), else the
+    geometric centre of its bin among ``most - 2`` log-spaced bins."""
+    distinct = np.unique(values)
+    if len(distinct) <= most:
+        return values
+    edges = np.geomspace(distinct[0], distinct[-1], most - 1)
+    k = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, most - 3)
+    return np.sqrt(edges[k] * edges[k + 1])
+
+
 def loss_fit(result: FitResult, runs, *, x: str = "params", group: str | None = None, group_by: str | None = None,
              level: float = 0.95, ax=None):
-    """Observed loss of every run against ``x`` (``params`` N or ``tokens`` D), with the fitted loss at that run
-    and, when ``result`` is bootstrapped, its ``level`` interval over the refits (vertical bars)."""
+    """Observed loss against ``x`` (``params`` N or ``tokens`` D), coloured by the other axis, with the fitted law
+    as one curve per value of the other axis (per model size, or per token count; binned when they are many) and,
+    when ``result`` is bootstrapped, its ``level`` band over the refits. Laws that read only N and D are drawn as
+    smooth curves; the others (their runs differ in more than N and D: unique tokens, mixtures) as their fitted
+    loss at every run (a tick, with its interval as a bar), against the target language's own tokens when ``x`` is
+    ``tokens``."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     if x not in AXIS_LABELS:
         raise ValueError(f"x: expected 'params' or 'tokens', got {x!r}")
+    other = "tokens" if x == "params" else "params"
     g, frame = _group_frame(result, runs, group, group_by)
-    point, band = _predicted(result, g, frame, level)
-    fig, ax = _axes(ax)
-    xs = frame[x].to_numpy(float)
-    order = np.argsort(xs)
-    ax.scatter(xs, frame["loss"], s=14, c="k", alpha=0.6, label="observed", zorder=3)
-    if band is not None:
-        ax.errorbar(xs[order], point[order], yerr=np.abs(band[:, order] - point[order]), fmt="none", ecolor="C1",
-                    alpha=0.7, lw=1.5, label=f"{level:.0%} bootstrap interval ({result.samples.shape[1]} refits)")
-    ax.scatter(xs, point, s=10, marker="x", c="C0", label="fitted", zorder=4)
+    series = _series(frame[other].to_numpy(float))
+    norm, cmap = LogNorm(series.min(), max(series.max(), series.min() * 1.01)), plt.get_cmap("viridis")
+    smooth = set(get_law(result.law).required) <= {"params", "tokens", "loss"}
+    fig, ax = _axes(ax, figsize=(7.2, 4.8))
+    column, label = x, AXIS_LABELS[x]
+    target = str(frame["language"].iloc[0]) if "language" in frame.columns else None
+    if not smooth and x == "tokens" and f"tokens_{target}" in frame.columns:
+        column, label = f"tokens_{target}", f"D in {target} (tokens of the target language)"
+    for value in np.unique(series):
+        rows, color = frame[series == value].sort_values(column), cmap(norm(value))
+        if smooth:
+            grid = np.geomspace(rows[x].min() / 1.5, rows[x].max() * 1.5, 60)
+            rows = pd.DataFrame({**{c: rows[c].iloc[len(rows) // 2] for c in rows.columns}, x: grid, other: value})
+        point, band = _predicted(result, g, rows, level)
+        if smooth:
+            ax.plot(rows[x], point, color=color, lw=1.4, zorder=2, label=f"_{other}={float(value)!r}")
+            if band is not None:
+                ax.fill_between(rows[x], band[0], band[1], color=color, alpha=0.2, lw=0, zorder=1)
+        else:
+            ax.errorbar(rows[column], point, yerr=None if band is None else np.abs(band - point), fmt="_", ms=9,
+                        mew=1.6, color=color, elinewidth=1, alpha=0.9, zorder=2)
+    ax.scatter(frame[column], frame["loss"], c=frame[other].to_numpy(float), cmap=cmap, norm=norm, s=18,
+               edgecolors="k", linewidths=0.4, zorder=3)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=AXIS_LABELS[other])
     ax.set_xscale("log")
-    ax.set_xlabel(AXIS_LABELS[x])
+    ax.set_xlabel(label)
     ax.set_ylabel("loss (nats/token)")
     where = "" if len(result.groups) == 1 else f", {result.groups[g]}"
     ax.set_title(f"{result.law}: loss vs {'N' if x == 'params' else 'D'}{where}")
-    ax.legend(fontsize=8)
+    fitted = (Line2D([], [], c="0.3", label=f"fitted law, one curve per {'D' if x == 'params' else 'N'}") if smooth
+              else Line2D([], [], marker="_", ms=9, mew=1.6, ls="", c="0.3", label="fitted loss of the run"))
+    handles = [Line2D([], [], marker="o", ls="", mfc="0.6", mec="k", label="observed run"), fitted]
+    if result.samples is not None:
+        kind = "band" if smooth else "interval"
+        handles.append(Patch(color="0.3", alpha=0.25, label=f"{level:.0%} bootstrap {kind} "
+                                                            f"({result.samples.shape[1]} refits)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     return fig
 
 

@@ -28,19 +28,34 @@ def _png(fig, tmp_path, name):
     return path
 
 
+def _observed(ax):
+    from matplotlib.collections import PathCollection
+
+    return next(c for c in ax.collections if isinstance(c, PathCollection)).get_offsets()
+
+
 def test_loss_fit_draws_the_fit_and_its_interval(chin, tmp_path):
+    """One fitted curve per token count (binned: Epoch's runs have 240) against N, and per model size against D,
+    each the closed form at the fitted parameters; the runs coloured by the other axis; a band of the refits."""
+    from conftest import np_chinchilla
+
     frame, res = chin
-    fig = F.loss_fit(res, frame)
-    ax = fig.axes[0]
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("chinchilla: loss vs N", "N (parameters)",
-                                                                 "loss (nats/token)")
-    fitted = next(c for c in ax.collections if c.get_label() == "fitted").get_offsets()
-    np.testing.assert_allclose(fitted[:, 1], aj.predict("chinchilla", frame, res.params()), rtol=1e-9)
-    np.testing.assert_allclose(fitted[:, 0], frame["params"])
-    _png(fig, tmp_path, "loss_n")
-    fig = F.loss_fit(res, frame, x="tokens")
-    assert fig.axes[0].get_xlabel() == "D (training tokens)"
-    assert "95% bootstrap interval (50 refits)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for x, other in (("params", "tokens"), ("tokens", "params")):
+        fig = F.loss_fit(res, frame, x=x)
+        ax = fig.axes[0]
+        assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
+            f"chinchilla: loss vs {'N' if x == 'params' else 'D'}", F.AXIS_LABELS[x], "loss (nats/token)")
+        curves = [line for line in ax.get_lines() if line.get_label().startswith(f"_{other}=")]
+        assert 5 <= len(curves) <= 10
+        for line in curves:
+            value = float(line.get_label().split("=")[1])
+            n, d = (line.get_xdata(), value) if x == "params" else (value, line.get_xdata())
+            np.testing.assert_allclose(line.get_ydata(), np_chinchilla(n, d, **res.params()), rtol=1e-9)
+        np.testing.assert_allclose(_observed(ax), frame[[x, "loss"]].to_numpy())
+        assert fig.axes[1].get_ylabel() == F.AXIS_LABELS[other]  # the colour bar
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]  # outside the axes
+        assert "95% bootstrap band (50 refits)" in legend and ax.get_legend() is None
+        _png(fig, tmp_path, f"loss_{x}")
     with pytest.raises(ValueError, match="x: expected 'params' or 'tokens'"):
         F.loss_fit(res, frame, x="flops")
 
@@ -64,7 +79,12 @@ def test_grouped_fit_needs_group_by(tmp_path):
         F.loss_fit(res, runs, group="sw")
     fig = F.loss_fit(res, runs, group="sw", group_by="language")
     assert fig.axes[0].get_title() == "atlas_monolingual: loss vs N, sw"
-    assert len(fig.axes[0].collections[0].get_offsets()) == (runs["language"] == "sw").sum()
+    assert len(_observed(fig.axes[0])) == (runs["language"] == "sw").sum()
+    assert fig.axes[0].get_xlabel() == "N (parameters)"
+    fig = F.loss_fit(res, runs, x="tokens", group="sw", group_by="language")  # mixtures: against sw's own tokens
+    sw = runs[runs["language"] == "sw"]
+    np.testing.assert_allclose(_observed(fig.axes[0]), sw[["tokens_sw", "loss"]].to_numpy())
+    assert fig.axes[0].get_xlabel() == "D in sw (tokens of the target language)"
 
 
 def test_transfer_heatmap_is_the_matrix(tmp_path):
@@ -125,7 +145,7 @@ def test_plot_cli(epoch_posterior, tmp_path):
     out = run("posterior-forest", nc, "--out", tmp_path / "forest.png")
     assert out.exit_code == 0, out.output
     assert (tmp_path / "forest.png").stat().st_size > 15_000
-    for args, message in ((("frontier", "--out", tmp_path / "f.jpg"), "expected a .png or .svg file"),
+    for args, message in ((("frontier", "--out", tmp_path / "f.jpg"), "expected a .png, .svg or .pdf file"),
                           (("loss", "epoch-chinchilla", "--out", tmp_path / "l.png"), "needs RUNS and --law"),
                           (("frontier", "--exponents", "1,2", "--out", tmp_path / "g.png"), "expected four numbers")):
         out = run(*args)
