@@ -190,7 +190,8 @@ def frontier(alpha: float = 0.453, beta: float = 0.147, phi: float = 0.11, psi: 
 
 def crossover(row: pd.Series | dict, curves: pd.DataFrame | None = None, *, tokens=None, ax=None):
     """Pretrain-from-scratch and finetune loss curves of one language (a row of
-    :func:`atlas_jax.analysis.fit_crossovers`), with the crossover D* and its interval shaded; ``curves``
+    :func:`atlas_jax.analysis.fit_crossovers`), with the crossover D* and its interval shaded (one-sided, and
+    labelled so, when the refits put one end at 0 or infinity: no crossing in the searched range); ``curves``
     (the checkpoints) are drawn as points."""
     row = dict(row)
     d_star, low, high = (float(row[k]) for k in ("crossover_tokens", "ci_low", "ci_high"))
@@ -208,14 +209,18 @@ def crossover(row: pd.Series | dict, curves: pd.DataFrame | None = None, *, toke
             ax.scatter(pts["tokens"], pts["loss"], s=10, c=c, alpha=0.6)
     if np.isfinite(d_star) and d_star > 0:
         ax.axvline(d_star, c="k", lw=1, label=f"crossover D* = {d_star:.3g} tokens")
-    if np.isfinite(low) and np.isfinite(high):
-        ax.axvspan(max(low, span[0]), min(high, span[1]), color="0.8", alpha=0.6, label="95 % interval of D*")
+    has_low, has_high = np.isfinite(low) and low > 0, np.isfinite(high) and high > 0
+    if has_low or has_high:
+        label = (f"95 % interval of D*: {low:.3g} - {high:.3g}" if has_low and has_high else
+                 f"95 % interval of D*: > {low:.3g} (no upper end)" if has_low else
+                 f"95 % interval of D*: < {high:.3g} (no lower end)")
+        ax.axvspan(low if has_low else span[0], high if has_high else span[1], color="0.8", alpha=0.6, label=label)
     ax.set_xscale("log")
     ax.set_xlabel(AXIS_LABELS["tokens"])
     ax.set_ylabel("loss (nats/token)")
     size = f" at N = {row['params']:.3g}" if "params" in row else ""
     ax.set_title(f"pretrain vs finetune, {row['language']}{size}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig
 
 

@@ -121,6 +121,13 @@ def test_crossover_plot_marks_d_star(tmp_path):
     assert vline.get_xdata()[0] == pytest.approx(row["crossover_tokens"])
     assert ax.get_title() == f"pretrain vs finetune, zh at N = {row['params']:.3g}"
     _png(fig, tmp_path, "crossover")
+    labels = lambda fig: [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"95 % interval of D*: {row['ci_low']:.3g} - {row['ci_high']:.3g}" in labels(fig)
+    open_ended = F.crossover({**row, "ci_high": np.inf}, curves)  # refits that never cross: one-sided, and said
+    assert f"95 % interval of D*: > {row['ci_low']:.3g} (no upper end)" in labels(open_ended)
+    span = next(p for p in open_ended.axes[0].patches if "no upper end" in p.get_label())
+    assert span.get_x() == pytest.approx(row["ci_low"]) and span.get_x() + span.get_width() > 10 * row["ci_low"]
+    assert f"< {row['ci_high']:.3g} (no lower end)" in labels(F.crossover({**row, "ci_low": 0.0}, curves))[-1]
 
 
 def test_posterior_pair_and_forest(epoch_posterior, tmp_path):
