@@ -200,7 +200,7 @@ def crossover(row: pd.Series | dict, curves: pd.DataFrame | None = None, *, toke
     d = np.geomspace(*span, 300) if tokens is None else np.asarray(tokens, float)
     scratch = curve_loss(d, row["E_pretrain"], row["B_pretrain"], row["beta_pretrain"])
     tune = curve_loss(d, row["E_finetune"], row["B_finetune"], row["beta_finetune"], row["D0_finetune"])
-    fig, ax = _axes(ax)
+    fig, ax = _axes(ax, figsize=(6.4, 5.0))
     ax.plot(d, scratch, c="C0", label="pretrain from scratch")
     ax.plot(d, tune, c="C1", label="finetune the multilingual checkpoint")
     if curves is not None:
@@ -220,7 +220,7 @@ def crossover(row: pd.Series | dict, curves: pd.DataFrame | None = None, *, toke
     ax.set_ylabel("loss (nats/token)")
     size = f" at N = {row['params']:.3g}" if "params" in row else ""
     ax.set_title(f"pretrain vs finetune, {row['language']}{size}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)  # below the data
     return fig
 
 
@@ -244,6 +244,16 @@ def _posterior_params(idata, params, group=None):
     return list(params or names)
 
 
+def _name_only(az):
+    """An ArviZ labeller that writes the variable's name alone (``alpha``, not ``alpha\\nall``)."""
+
+    class NameOnly(az.labels.BaseLabeller):
+        def sel_to_str(self, sel, isel):
+            return ""
+
+    return NameOnly()
+
+
 def _group_dim(idata) -> str:
     return next(d for d in idata.posterior["sigma"].dims if d not in ("chain", "draw"))
 
@@ -261,6 +271,7 @@ def posterior_pairs(post, *, group: str | None = None, params: Sequence[str] | N
     names = _posterior_params(idata, params, (gdim, g))
     size = min(2.2 * len(names), 12)
     axes = az.plot_pair(idata, var_names=names, coords={gdim: [g]}, divergences=True, ax=ax,
+                        labeller=_name_only(az),  # the group is in the title
                         figsize=(size, size), scatter_kwargs={"alpha": 0.3, "s": 4})
     fig = np.ravel(axes)[0].figure
     fig.suptitle(f"posterior pairs, {gdim} {g}")
@@ -281,8 +292,11 @@ def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
     if len(axes) != len(names):
         raise ValueError(f"ax: expected {len(names)} Axes, one per parameter, got {len(axes)}")
     for a, name in zip(axes, names):
-        az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=HDI_PROB, ax=a)
+        az.plot_forest(idata, var_names=[name], combined=True, hdi_prob=HDI_PROB, ax=a,
+                       labeller=az.labels.NoVarLabeller())  # rows: the groups; the parameter is the title
         a.set_title(name)
+        a.xaxis.set_major_locator(plt.MaxNLocator(3))  # neighbouring panels' tick labels do not run together
+        a.tick_params(labelsize=8)
     fig = axes[0].figure
     fig.suptitle(f"posterior forest ({100 * HDI_PROB:.0f} % HDI)")
     return fig
