@@ -95,7 +95,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
 
     from atlas_jax.data.runs import parse_column_mapping, validate_runs
     from atlas_jax.data.select import atlas_variants, select_rows
-    from atlas_jax.laws import get_law
+    from atlas_jax.laws import atlas_law_name, get_law
 
     started = time.perf_counter()
     if variant is not None and law_name != "atlas":
@@ -142,7 +142,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
             results = []
             for v, groups in parts.items():
                 rows = frame if len(parts) == 1 else frame[frame[group_by].astype(str).isin(groups)]
-                results.append(atlas_jax.fit(get_law("atlas" if v == "transfer" else f"atlas_{v}"), rows,
+                results.append(atlas_jax.fit(get_law(atlas_law_name(v)), rows,
                                              group_by=group_by, **options))
                 notes.append(f"law atlas: {v} variant for {len(groups)} group(s): {', '.join(groups[:12])}"
                              + (" ..." if len(groups) > 12 else ""))
@@ -621,14 +621,14 @@ def _usage(p) -> str:
 def _atlas_law_name(frame, group_by) -> str:
     """The registered ATLAS law for a table whose groups all support the same largest variant."""
     from atlas_jax.data.select import atlas_variants
+    from atlas_jax.laws import atlas_law_name
 
     parts = atlas_variants(frame, group_by)
     if len(parts) > 1:
         counts = ", ".join(f"{v}: {len(g)}" for v, g in parts.items())
         raise ValueError(f"the groups support different ATLAS variants ({counts}): give a table whose groups are "
                          "all of one kind (atlas-jax fit --law atlas fits each its own)")
-    variant = next(iter(parts))
-    return "atlas" if variant == "transfer" else f"atlas_{variant}"
+    return atlas_law_name(next(iter(parts)))
 
 
 def _assignments(items, option: str) -> list[tuple[str, str]]:

@@ -49,7 +49,7 @@ from ..engine.identify import describe
 from ..engine.result import FitResult
 from ..engine.saved import SavedFit
 from ..engine.solver import Status
-from ..laws import get_law
+from ..laws import atlas_law_name, get_law
 from .crossover import crossover_at, fit_crossover_compute, fit_crossovers
 from .transfer import LANGUAGES, tau_from_bts, load_transfer_matrix
 
@@ -205,7 +205,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         is_target = frame["language"].astype(str) == target
         runs_t = frame[is_target & ~finetune].reset_index(drop=True)
         variant = atlas_variant(runs_t)
-        model = get_law("atlas" if variant == "transfer" else f"atlas_{variant}")
+        model = get_law(atlas_law_name(variant))
         why = f"{target}'s runs support the ATLAS {variant} variant"
         notes.append(why)
     languages = tuple(languages)

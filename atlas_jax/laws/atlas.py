@@ -31,7 +31,8 @@ from .spec import Law, Param, lse
 
 jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
-__all__ = ["ATLAS", "ATLAS_VARIANTS", "DEFF_FLOOR", "atlas_law", "transfer_languages", "saturating_tokens"]
+__all__ = ["ATLAS", "ATLAS_VARIANTS", "DEFF_FLOOR", "atlas_law", "atlas_law_name", "transfer_languages",
+           "saturating_tokens"]
 
 ATLAS_VARIANTS = ("monolingual", "other", "transfer")
 DEFF_FLOOR = 0.1  # interference removes at most 90 % of the target's own effective data
@@ -80,6 +81,13 @@ def _term(prefix, d, u) -> dict[str, np.ndarray]:
     u = np.where(u > 0, u, np.inf)
     repeats = np.maximum(np.divide(d, u, out=np.zeros_like(d), where=np.isfinite(u)) - 1.0, 0.0)
     return {f"{prefix}_d": d, f"{prefix}_u": np.where(repeats > 0, u, 1.0), f"{prefix}_r": repeats}
+
+
+def atlas_law_name(variant: str) -> str:
+    """The registered name of an ATLAS variant's law: ``atlas`` (transfer), ``atlas_monolingual``, ``atlas_other``."""
+    if variant not in ATLAS_VARIANTS:
+        raise ValueError(f"unknown ATLAS variant {variant!r}; choose one of {ATLAS_VARIANTS}")
+    return "atlas" if variant == "transfer" else f"atlas_{variant}"
 
 
 def atlas_law(variant: str = "transfer", n_transfer: int = 3) -> Law:
@@ -146,7 +154,7 @@ def _atlas_law(variant: str, k: int) -> Law:
             (("tau_other",) if with_other else ())
 
     return Law(
-        name="atlas" if variant == "transfer" else f"atlas_{variant}",
+        name=atlas_law_name(variant),
         params=coarse_chinchilla_params() + (
             Param("lambda", "log_lambda", log=True, grid=tuple(np.log([0.05, 0.5])),
                   bounds=(np.log(1e-4), np.log(1e3)), prior=(np.log(0.1), 2.0)),) + taus,
