@@ -111,6 +111,7 @@ def test_recovers_known_parameters():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         post = posterior("chinchilla", runs, chains=2, draws=1000, warmup=500, seed=1)  # truth near the 2.5 % tail of E
+    assert post.diagnostics["divergences"] == 0 and post.diagnostics["flags"] == []  # mixed, before coverage
     for name, value in truth.items():
         low, high = post.interval(name)
         assert low < value < high, (name, low, value, high)
