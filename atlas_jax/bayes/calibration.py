@@ -50,7 +50,7 @@ def interval_coverage(n_datasets: int = 200, level: float = 0.9, noise: float = 
     rows = []
     starts = range(0, n_datasets, batch)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc="calibration", unit="batch")
     for first in starts:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars on stderr: tqdm.auto needs ipywidgets in Jupyter, or warns
 
 from ..data.runs import RunTable, split_groups, validate_runs
 from ..devices import batch_mesh, replicated
