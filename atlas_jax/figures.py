@@ -19,11 +19,8 @@ import pandas as pd
 
 from .analysis.curse import expansion_multipliers, iso_loss_frontier
 from .analysis.transfer import load_transfer_matrix
-from .engine.bootstrap import percentile_interval
-from .engine.evaluate import predict
 from .engine.result import FitResult, group_index
 from .laws import get_law
-from .engine.solver import Status
 from .laws.curve import curve_loss
 
 __all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
@@ -48,17 +45,6 @@ def _group_frame(result: FitResult, runs, group: str | None, group_by: str | Non
                              f"(columns: {', '.join(map(str, frame.columns))})")
         frame = frame[frame[group_by].astype(str) == result.groups[g]]
     return g, frame.reset_index(drop=True)
-
-
-def _predicted(result: FitResult, g: int, frame: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Fitted loss at every run [n], and the ``level`` interval over the bootstrap refits [2, n] (None without),
-    by :func:`~atlas_jax.engine.evaluate.predict`."""
-    point = predict(result.law, frame, result.params(result.groups[g]))
-    if result.samples is None:
-        return point, None
-    ok = Status.usable(result.sample_status[g])
-    draws = predict(result.law, frame, dict(zip(result.names[g], result.samples[g][ok].T)))
-    return point, np.stack(percentile_interval(draws, level))
 
 
 def _series(values: np.ndarray, most: int = 10) -> np.ndarray:
@@ -101,7 +87,7 @@ def loss_fit(result: FitResult, runs, *, x: str = "params", group: str | None = 
         if smooth:
             grid = np.geomspace(rows[x].min() / 1.5, rows[x].max() * 1.5, 60)
             rows = pd.DataFrame({**{c: rows[c].iloc[len(rows) // 2] for c in rows.columns}, x: grid, other: value})
-        point, band = _predicted(result, g, rows, level)
+        point, band = result.predicted(rows, result.groups[g], level)
         if smooth:
             ax.plot(rows[x], point, color=color, lw=1.4, zorder=2, label=f"_{other}={float(value)!r}")
             if band is not None:
@@ -132,7 +118,7 @@ def residuals(result: FitResult, runs, *, group: str | None = None, group_by: st
     """Log residuals log L - log L_hat of every run against the fitted loss; dashed lines at the Huber
     threshold +-delta (residuals beyond it count linearly in the objective)."""
     g, frame = _group_frame(result, runs, group, group_by)
-    point, _ = _predicted(result, g, frame, 0.95)
+    point, _ = result.predicted(frame, result.groups[g])
     r = np.log(frame["loss"].to_numpy(float)) - np.log(point)
     fig, ax = _axes(ax)
     ax.scatter(point, r, s=14, c="k", alpha=0.7)

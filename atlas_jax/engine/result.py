@@ -93,6 +93,22 @@ class FitResult:
         g = self._group_index(group)
         return dict(zip(self.names[g], map(float, self.estimate[g])))
 
+    def predicted(self, frame: pd.DataFrame, group: str | None = None,
+                  level: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fitted loss of every run of ``frame`` (rows of ``group``) [runs], and the ``level`` interval (default the
+        fit's) over the usable bootstrap refits [2, runs], None without refits
+        (:func:`~atlas_jax.engine.evaluate.predict`)."""
+        from .bootstrap import percentile_interval
+        from .evaluate import predict
+
+        g = self._group_index(group)
+        point = predict(self.law, frame, self.params(self.groups[g]))
+        if self.samples is None:
+            return point, None
+        draws = self.samples[g][Status.usable(self.sample_status[g])]
+        losses = predict(self.law, frame, dict(zip(self.names[g], draws.T)))
+        return point, np.stack(percentile_interval(losses, self.level if level is None else level))
+
     def interval(self, name: str, group: str | None = None) -> tuple[float, float]:
         if self.ci_low is None:
             raise ValueError("no bootstrap was run: fit with bootstrap > 0 for intervals")

@@ -32,10 +32,7 @@ import pandas as pd
 from ..data.runs import mixture_languages, validate_runs
 from ..io import atomic_output_dir, write_json
 from ..laws import get_law
-from .bootstrap import percentile_interval
-from .evaluate import predict
 from .result import FitResult
-from .solver import Status
 
 __all__ = ["SavedFit", "FORMAT", "VERSION"]
 
@@ -152,11 +149,9 @@ class SavedFit:
                 if not allow_flagged:
                     continue
             rows = frame.iloc[at].reset_index(drop=True)
-            out.loc[at, "predicted"] = predict(law, rows, res.params(name))
-            if res.samples is not None:
-                draws = res.samples[g][Status.usable(res.sample_status[g])]
-                losses = predict(law, rows, dict(zip(res.names[g], draws.T)))
-                out.loc[at, "ci_low"], out.loc[at, "ci_high"] = percentile_interval(losses, res.level)
+            out.loc[at, "predicted"], interval = res.predicted(rows, name)
+            if interval is not None:
+                out.loc[at, "ci_low"], out.loc[at, "ci_high"] = interval
         return out
 
     def save(self, out: str | os.PathLike, record: dict | None = None) -> None:
