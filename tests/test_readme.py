@@ -20,7 +20,7 @@ SMALL = {
     "bootstrap=500": "bootstrap=10",
     "bootstrap=200": "bootstrap=10",
     "chains=4, draws=1000, warmup=1000": "chains=2, draws=50, warmup=50",
-    "aj.compare_laws(pretrain)": "aj.compare_laws(pretrain, protocols=['random'])",
+    "aj.compare_laws(pretrain)": "aj.compare_laws(pretrain, laws=['chinchilla', 'atlas'], protocols=['random'])",
     "chains=4,\n                                            draws=1000, warmup=1000":
         "chains=2,\n                                            draws=50, warmup=50",
 }
