@@ -39,6 +39,11 @@ class LawName(str, Enum):
     finetune_curve = "finetune_curve"
 
 
+def _columns_option(table: str = ""):
+    return typer.Option(None, "--columns", help=f"Map a canonical column to the{table} table's own name: "
+                                                 "CANONICAL=SOURCE, e.g. params=N (repeatable).")
+
+
 @app.callback()
 def _main():
     """atlas-jax: batched, jit-compiled scaling-law fits on CPU, GPU or TPU."""
@@ -69,7 +74,7 @@ def fit_cmd(
                                                               "recipe (Chinchilla on single-epoch runs, then R_D*, R_N*)."),
     base: Optional[str] = typer.Option(None, "--base", help="--two-stage: freeze a published stage-1 base instead "
                                                             "of fitting it: muennighoff2023 (their C4 base)."),
-    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    columns: Optional[List[str]] = _columns_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags), DIR/fit.json and the
@@ -226,7 +231,7 @@ def plan_cmd(
                                                                       "(default 200; with --fit, the fit's)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap (default 0; with --fit, the "
                                                             "fit's)."),
-    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    columns: Optional[List[str]] = _columns_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Recommend N and D for TARGET with intervals: helper languages by tau, finetune-or-pretrain verdict, loss.
@@ -278,7 +283,7 @@ def predict_cmd(
                                                                       "(marked in the flags column)."),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON records."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the predictions to FILE.csv."),
-    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names (--runs)."),
+    columns: Optional[List[str]] = _columns_option(" --runs"),
 ):
     """Predicted loss of each row by a saved fit, with its interval over the fit's bootstrap draws (percentile,
     at the fit's level). Flagged groups give no numbers (unless --allow-flagged) and a warning; exits 3 when no
@@ -359,7 +364,7 @@ def posterior_cmd(
     draws: int = typer.Option(1000, "--draws", help="Kept draws per chain."),
     warmup: int = typer.Option(1000, "--warmup", help="Warm-up iterations per chain."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
-    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    columns: Optional[List[str]] = _columns_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Sample LAW's posterior on RUNS with NUTS; write DIR/posterior.nc (ArviZ), summary.csv, derived.csv
@@ -445,7 +450,7 @@ def plot_cmd(
     exponents: Optional[str] = typer.Option(None, "--exponents", help="frontier: alpha,beta,phi,psi "
                                                                         "(default the paper's 0.453,0.147,0.11,-0.04)."),
     params: Optional[str] = typer.Option(None, "--param-names", help="posterior plots: parameters, P1,P2,..."),
-    columns: Optional[List[str]] = typer.Option(None, "--columns", help="Map CANONICAL=SOURCE column names."),
+    columns: Optional[List[str]] = _columns_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Draw one figure and save it to FILE (PNG or SVG, written atomically)."""
