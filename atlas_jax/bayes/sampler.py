@@ -74,7 +74,7 @@ def posterior(
     """
     require_x64()
     if hierarchical and group_by is None:
-        raise ValueError("hierarchical=True pools parameters across groups: give group_by (e.g. 'language')")
+        raise ValueError("hierarchical=True pools parameters across groups: give group_by (--group-by), e.g. 'language'")
     for name, value in (("chains", chains), ("draws", draws), ("warmup", warmup)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value}")

@@ -209,7 +209,8 @@ def validate_runs(
     available = f"available columns: {list(frame.columns)}"
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ValueError(f"missing required column(s) {missing}; {available} (map names with columns=...)")
+        raise ValueError(f"missing required column(s) {missing}; {available} (map your names: columns={{'params': "
+                         "'N'} in Python, --columns params=N on the command line)")
     if group_by is not None and group_by not in frame.columns:
         raise ValueError(f"group_by column {group_by!r} not found; {available}")
     languages = [str(lang) for lang in languages]

@@ -281,7 +281,7 @@ def fit(
         share = list(dict.fromkeys(share))
         SharedLayout.build(cons.free_names, share)  # names checked before any work
         if group_by is None:
-            raise ValueError("share: parameters are shared across groups; give group_by")
+            raise ValueError("share: parameters are shared across groups; give group_by (--group-by)")
         if dtype != "float64" or bootstrap_multistart:
             raise ValueError("share: joint fits run in float64 from the estimate (no dtype, bootstrap_multistart)")
     n_needed = cons.n_free - len(share or ())
