@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": "engine", "FitResult": "engine", "fit_data_constrained_two_stage": "engine",
     "evaluate_holdout": "engine", "compare_laws": "engine", "holdout_mask": "engine", "predict": "engine",
-    "r_squared": "engine",
+    "r_squared": "engine", "Status": "engine",
     "posterior": "bayes", "Posterior": "bayes",
     "load_runs": "data", "validate_runs": "data", "RunTable": "data",
     "load_chinchilla": "datasets", "load_datablations": "datasets", "load_campaign": "datasets",

@@ -28,7 +28,9 @@ def solve(residual, phi0, delta, lower=(-np.inf, -np.inf), upper=(np.inf, np.inf
 
 
 def test_status_vocabulary():
-    assert [str(s) for s in Status] == ["converged", "max_steps", "nonfinite", "at_bound"]
+    import atlas_jax as aj
+
+    assert aj.Status is Status and [str(s) for s in Status] == ["converged", "max_steps", "nonfinite", "at_bound"]
     np.testing.assert_array_equal(Status.usable([0, 1, 2, 3]), [True, False, False, True])
     assert Status.usable(Status.AT_BOUND) and not Status.usable(np.int32(Status.MAX_STEPS))
 
