@@ -19,6 +19,7 @@ import pandas as pd
 
 from .analysis.curse import expansion_multipliers, iso_loss_frontier
 from .analysis.transfer import load_transfer_matrix
+from .engine.evaluate import predict
 from .engine.result import FitResult, group_index
 from .laws import get_law
 from .laws.curve import curve_loss
@@ -45,6 +46,12 @@ def _group_frame(result: FitResult, runs, group: str | None, group_by: str | Non
                              f"(columns: {', '.join(map(str, frame.columns))})")
         frame = frame[frame[group_by].astype(str) == result.groups[g]]
     return g, frame.reset_index(drop=True)
+
+
+def _flagged(result: FitResult, g: int) -> str:
+    """A second title line naming the group's identification flags: a flagged fit is drawn, and says so."""
+    verdict = result.verdict(result.groups[g])
+    return f"\n{verdict}" if verdict.startswith("flagged") else ""
 
 
 def _series(values: np.ndarray, most: int = 10) -> np.ndarray:
@@ -102,8 +109,9 @@ def loss_fit(result: FitResult, runs, *, x: str = "params", group: str | None = 
     ax.set_xlabel(label)
     ax.set_ylabel("loss (nats/token)")
     where = "" if len(result.groups) == 1 else f", {result.groups[g]}"
-    ax.set_title(f"{result.law}: loss vs {'N' if x == 'params' else 'D'}{where}")
-    fitted = (Line2D([], [], c="0.3", label=f"fitted law, one curve per {'D' if x == 'params' else 'N'}") if smooth
+    ax.set_title(f"{result.law}: loss vs {'N' if x == 'params' else 'D'}{where}{_flagged(result, g)}")
+    per = ("D" if x == "params" else "N") + (" bin" if len(np.unique(frame[other])) > len(np.unique(series)) else "")
+    fitted = (Line2D([], [], c="0.3", label=f"fitted law, one curve per {per}") if smooth
               else Line2D([], [], marker="_", ms=9, mew=1.6, ls="", c="0.3", label="fitted loss of the run"))
     handles = [Line2D([], [], marker="o", ls="", mfc="0.6", mec="k", label="observed run"), fitted]
     if result.samples is not None:
@@ -118,7 +126,7 @@ def residuals(result: FitResult, runs, *, group: str | None = None, group_by: st
     """Log residuals log L - log L_hat of every run against the fitted loss; dashed lines at the Huber
     threshold +-delta (residuals beyond it count linearly in the objective)."""
     g, frame = _group_frame(result, runs, group, group_by)
-    point, _ = result.predicted(frame, result.groups[g])
+    point = predict(result.law, frame, result.params(result.groups[g]))
     r = np.log(frame["loss"].to_numpy(float)) - np.log(point)
     fig, ax = _axes(ax)
     ax.scatter(point, r, s=14, c="k", alpha=0.7)
@@ -128,7 +136,7 @@ def residuals(result: FitResult, runs, *, group: str | None = None, group_by: st
     ax.set_xlabel("fitted loss (nats/token)")
     ax.set_ylabel("log residual (observed / fitted)")
     where = "" if len(result.groups) == 1 else f", {result.groups[g]}"
-    ax.set_title(f"{result.law}: residuals{where} (RMS {np.sqrt(np.mean(r ** 2)):.2e})")
+    ax.set_title(f"{result.law}: residuals{where} (RMS {np.sqrt(np.mean(r ** 2)):.2e}){_flagged(result, g)}")
     ax.legend(fontsize=8)
     return fig
 

@@ -96,7 +96,7 @@ class stored_jit:
         self.fn, self.static, self.devices, self.unless = fn, tuple(static_argnames), devices, tuple(unless)
         self.jitted = jax.jit(fn, static_argnames=self.static)
         self.signature = inspect.signature(fn)
-        self.programs: dict[str, Callable] = {}
+        self.programs: dict[str, tuple[Callable, bool]] = {}  # key -> (program, LAPACK-free)
 
     def __call__(self, *args, **kwargs):
         bound = self.signature.bind(*args, **kwargs)

@@ -55,7 +55,12 @@ def test_loss_fit_draws_the_fit_and_its_interval(chin, tmp_path):
         assert fig.axes[1].get_ylabel() == F.AXIS_LABELS[other]  # the colour bar
         legend = [t.get_text() for t in fig.legends[0].get_texts()]  # outside the axes
         assert "95% bootstrap band (50 refits)" in legend and ax.get_legend() is None
+        assert f"fitted law, one curve per {'D' if x == 'params' else 'N'} bin" in legend  # 240 values, binned
         _png(fig, tmp_path, f"loss_{x}")
+    with pytest.warns(UserWarning, match="no-dof"):
+        five = aj.fit("chinchilla", frame.iloc[::48].reset_index(drop=True))  # 5 runs, 5 parameters
+    for fig in (F.loss_fit(five, frame.iloc[::48]), F.residuals(five, frame.iloc[::48])):  # drawn, and said
+        assert fig.axes[0].get_title().splitlines()[1].startswith("flagged: ") and "no-dof" in fig.axes[0].get_title()
     with pytest.raises(ValueError, match="x: expected 'params' or 'tokens'"):
         F.loss_fit(res, frame, x="flops")
 
