@@ -94,119 +94,36 @@ def fit_cmd(
 
 def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, group_by, share, where, variant,
          two_stage, base, columns, quiet=False) -> bool:
-    """Fit, write and print; returns whether any group is usable. Options and the table are checked before
-    JAX is imported, so a mistake costs no more than reading the table."""
-    import pandas as pd
-
-    from atlas_jax.data.runs import parse_column_mapping, validate_runs
-    from atlas_jax.data.select import atlas_variants, select_rows
-    from atlas_jax.laws import atlas_law_name, get_law
+    """Fit (:meth:`SavedFit.fit`), write and print; returns whether any group is usable. Options and the table
+    are checked before JAX is imported, so a mistake costs no more than reading the table."""
+    from atlas_jax.data.runs import parse_column_mapping
 
     started = time.perf_counter()
-    if variant is not None and law_name != "atlas":
-        raise ValueError("--variant applies to --law atlas only")
-    if two_stage and law_name != "data_constrained":
-        raise ValueError("--two-stage applies to --law data_constrained only")
-    if base is not None and (not two_stage or base != "muennighoff2023"):
-        raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
     fixed = {}
     for name, value in _assignments(fix, "--fix"):
         try:
             fixed[name] = float(value)
         except ValueError:
             raise ValueError(f"--fix {name}={value}: expected a number") from None
-    ties = _assignments(tie, "--tie")
     mapping = parse_column_mapping(columns)
-    with warnings.catch_warnings():  # the table's warnings are kept in the results and echoed once
-        warnings.simplefilter("ignore", UserWarning)
-        frame = _read_runs(runs, mapping)
-        frame, notes = select_rows(frame, law_name, where=where, group_by=group_by)
-        if law_name == "atlas":
-            parts = atlas_variants(frame, group_by, variant)
-        else:
-            table = validate_runs(frame, required=get_law(law_name).required, group_by=group_by)
-            frame = table.frame
-    options = dict(delta=delta, fix=fixed, tie=ties, bootstrap=bootstrap, bootstrap_unit=bootstrap_unit, seed=seed,
-                   progress=_progress(quiet))
-    if share:
-        if two_stage:
-            raise ValueError("--share and --two-stage cannot be combined")
-        options["share"] = [p.strip() for p in share.split(",") if p.strip()]
+    options = dict(delta=delta, fix=fixed, tie=_assignments(tie, "--tie"), bootstrap=bootstrap,
+                   bootstrap_unit=bootstrap_unit, seed=seed, progress=_progress(quiet),
+                   share=[p.strip() for p in (share or "").split(",") if p.strip()])
+    frame = _read_runs(runs, mapping, validate=False)
 
-    import jax
-
-    import atlas_jax
     from atlas_jax.engine.saved import SavedFit
 
-    with warnings.catch_warnings():  # every warning is kept in the results and echoed below, once
+    with warnings.catch_warnings():  # every warning is kept in the saved fit and echoed below, once
         warnings.simplefilter("ignore", UserWarning)
-        if law_name == "atlas":
-            if share and len(parts) > 1:
-                raise ValueError(f"--share fits one law jointly, but the groups support different ATLAS variants "
-                                 f"({', '.join(parts)}): force one with --variant, or select groups with --where")
-            results = []
-            for v, groups in parts.items():
-                rows = frame if len(parts) == 1 else frame[frame[group_by].astype(str).isin(groups)]
-                results.append(atlas_jax.fit(get_law(atlas_law_name(v)), rows,
-                                             group_by=group_by, **options))
-                notes.append(f"law atlas: {v} variant for {len(groups)} group(s): {', '.join(groups[:12])}"
-                             + (" ..." if len(groups) > 12 else ""))
-        elif two_stage:
-            if fixed or ties:
-                raise ValueError("--two-stage fixes E A B alpha beta itself: drop --fix/--tie")
-            first, second = atlas_jax.fit_data_constrained_two_stage(frame, base=base, **{k: options[k] for k in (
-                "delta", "bootstrap", "bootstrap_unit", "seed", "progress")})
-            stage1 = first.params() if first is not None else atlas_jax.engine.recipes.MUENNIGHOFF2023_BASE
-            notes.append(f"two-stage recipe: stage 1 {'fitted on the single-epoch runs' if first else 'frozen at ' + base}"
-                         + ": " + ", ".join(f"{k} = {v:.6g}" for k, v in stage1.items())
-                         + ("" if first is None else "; Muennighoff et al.'s published R_D*, R_N* rest on their C4 "
-                            "base (--base muennighoff2023)"))
-            results = [second]
-        else:
-            results = [atlas_jax.fit(get_law(law_name), table, group_by=group_by, **options)]
-    saved = SavedFit(tuple(results), frame, {
-        "runs": str(runs), "law": law_name, "variant": variant, "two_stage": two_stage, "base": base, "where": where,
-        "group_by": group_by, "columns": mapping, "delta": delta, "bootstrap": bootstrap,
-        "bootstrap_unit": results[0].bootstrap_unit, "seed": seed, "level": results[0].level,
-        "fixed": results[0].fixed, "ties": [list(t) for t in results[0].ties], "shared": list(results[0].shared)})
-    params = saved.params()
-    groups = {}
-    for r in results:
-        groups.update({g: {"law": r.law, **v} for g, v in r.summary().items()})
-    messages = notes + [w for r in results for w in r.warnings]
-    info = {
-        "law": law_name if len(results) > 1 else results[0].law,
-        "runs": str(runs),
-        "where": where,
-        "groups": groups,
-        "n_starts": {r.law: r.n_starts for r in results},
-        "delta": delta,
-        "bootstrap": bootstrap,
-        "bootstrap_unit": results[0].bootstrap_unit,
-        "seed": seed,
-        "fixed": results[0].fixed,
-        "ties": [list(t) for t in results[0].ties],
-        "warnings": messages,
-        "timings_s": {**{k: sum(r.timings.get(k, 0.0) for r in results) for k in results[0].timings if k.endswith("_s")},
-                      "total_s": time.perf_counter() - started},
-        "run_evaluations": {k: sum(r.timings.get(k, 0) for r in results)
-                            for k in results[0].timings if k.endswith("_evaluations")},
-        "versions": {p: version(p) for p in ("atlas-jax", "jax", "jaxlib", "numpy", "pandas")},
-        "device": [str(d) for d in jax.devices()],
-        "command": sys.argv,
-    }
-    saved.save(out, info)
-    with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140,
-                           "display.max_rows", 500):
-        typer.echo(params.to_string(index=False))
-    for w in messages:
+        saved = SavedFit.fit(frame, law_name, group_by=group_by, where=where, variant=variant, two_stage=two_stage,
+                             base=base, source=str(runs), columns=mapping, **options)
+    saved.save(out, {"total_s": time.perf_counter() - started, "command": sys.argv})
+    table, line = saved.report()
+    typer.echo(table)
+    for w in saved.warnings:
         typer.echo(f"warning: {w}", err=True)
-    usable = [u for r in results for u in r.usable]
-    typer.echo("; ".join(f"{g}: {v['status']} (objective {v['objective']:.10g})" for g, v in groups.items()
-                         if v["status"] != "skipped") +
-               f"; {sum(usable)} of {len(usable)} group(s) usable; bootstrap by {results[0].bootstrap_unit or '-'}; "
-               f"wrote {out}/params.csv, fit.json, fit.npz and runs.parquet")
-    return any(usable)
+    typer.echo(f"{line}; wrote {out}/params.csv, fit.json, fit.npz and runs.parquet")
+    return any(u for r in saved.results for u in r.usable)
 
 
 @app.command("plan")
@@ -652,16 +569,18 @@ def _progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def _read_runs(runs: str, mapping):
-    """A run table from a file or a bundled dataset name, column mapping applied, lightly validated."""
+def _read_runs(runs: str, mapping, validate: bool = True):
+    """A run table from a file or a bundled dataset name, column mapping applied, lightly validated (unless not
+    ``validate``: the rows as read)."""
     import atlas_jax
-    from atlas_jax.data.runs import load_runs, validate_runs
+    from atlas_jax.data.runs import read_table, rename_columns, validate_runs
 
     if runs in BUNDLED and not Path(runs).exists():
         bundled = getattr(atlas_jax, BUNDLED[runs])()
-        return validate_runs((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping,
-                             required=()).frame
-    return load_runs(runs, mapping, required=()).frame
+        frame = rename_columns((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping)
+    else:
+        frame = read_table(runs, mapping)
+    return validate_runs(frame, required=()).frame if validate else frame
 
 
 def main():

@@ -54,6 +54,8 @@ __all__ = [
     "LANGUAGE_CODE",
     "RunTable",
     "load_runs",
+    "read_table",
+    "rename_columns",
     "validate_runs",
     "parse_column_mapping",
     "mixture_languages",
@@ -148,13 +150,15 @@ def load_runs(
     n_free: int | None = None,
     languages: Sequence[str] = (),
 ) -> RunTable:
-    """Reads a run table from ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` and validates it.
+    """Reads a run table (:func:`read_table`) and validates it (:func:`validate_runs`, whose arguments these are)."""
+    return validate_runs(read_table(path, columns), required=required, group_by=group_by, n_free=n_free,
+                         languages=languages)
 
-    ``columns`` maps canonical names to column names in the file; the other
-    arguments are those of :func:`validate_runs`. Run ids are read as text (``01``
-    stays ``01``). Raises ``FileNotFoundError`` if ``path`` does not exist and
-    ``ValueError`` for another suffix or any problem :func:`validate_runs` finds.
-    """
+
+def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The rows of a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file with canonical column names
+    (:func:`rename_columns`), not yet validated. Run ids are read as text (``01`` stays ``01``). Raises
+    ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` for another suffix."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"run table not found: {str(path)!r}")
@@ -163,7 +167,7 @@ def load_runs(
     if reader is None:
         raise ValueError(f"run table {str(path)!r}: unsupported file type; expected one of {list(_SUFFIXES)}")
     raw = pd.read_csv(path, dtype={(columns or {}).get("run", "run"): str}) if reader is pd.read_csv else reader(path)
-    return validate_runs(raw, columns, required=required, group_by=group_by, n_free=n_free, languages=languages)
+    return rename_columns(raw, columns or {})
 
 
 def validate_runs(
@@ -205,7 +209,7 @@ def validate_runs(
         design column); when every run of a group has the same ``params`` (N is
         not identifiable) or the same ``tokens`` (D is not identifiable), of the ``required`` columns.
     """
-    frame = _rename(frame, columns or {})
+    frame = rename_columns(frame, columns or {})
     available = f"available columns: {list(frame.columns)}"
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -341,8 +345,9 @@ def _check_canonical(name: str) -> None:
         )
 
 
-def _rename(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
-    """A copy of ``frame`` with canonical column names and index ``0..n-1``."""
+def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
+    """A copy of ``frame`` with canonical column names (``columns``: canonical name -> the table's own) and index
+    ``0..n-1``; a ``ValueError`` for an unknown canonical name, a missing source column or a clash."""
     for canonical, source in columns.items():
         _check_canonical(canonical)
         if source not in frame.columns:

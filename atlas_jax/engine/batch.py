@@ -39,7 +39,7 @@ from .result import FitResult
 from .shared import SharedLayout, fit_shared
 from .solver import Config, Solution, Status, pool_size, solve_many
 
-__all__ = ["fit", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "power_of_2",
+__all__ = ["fit", "fit_arrays", "GroupedData", "group_data", "solve_batch", "problem_shapes", "bucket", "power_of_2",
            "pad_to"]
 
 DTYPES = ("float64", "float32", "mixed")
@@ -53,14 +53,29 @@ def require_x64() -> None:
 
 
 class GroupedData(NamedTuple):
-    """Groups padded to one length: features/log_y/mask are [G, n_max]."""
+    """The array form of a run table that :func:`fit_arrays` fits: groups padded to one length ``n``.
+
+    ``features`` (the law's inputs, each [G, n]), ``log_y`` [G, n] (log losses), ``mask`` [G, n] (each run's
+    weight, 0 on padding), ``run`` [G, n] (integer training-run ids, -1 on padding; None when runs are not
+    identified), ``names``: each group's public parameter names (``tau_en`` for the law's ``tau_1``)."""
 
     groups: tuple[str, ...]
+    names: tuple[tuple[str, ...], ...]
     features: dict[str, np.ndarray]
     log_y: np.ndarray
     mask: np.ndarray
-    n_runs: np.ndarray
-    frames: list[pd.DataFrame]
+    run: np.ndarray | None = None
+
+    @property
+    def n_runs(self) -> np.ndarray:
+        """Runs of positive weight, per group."""
+        return (self.mask > 0).sum(axis=1)
+
+    def take(self, keep: np.ndarray) -> GroupedData:
+        """The groups at positions ``keep``."""
+        return GroupedData(tuple(self.groups[i] for i in keep), tuple(self.names[i] for i in keep),
+                           {k: v[keep] for k, v in self.features.items()}, self.log_y[keep], self.mask[keep],
+                           None if self.run is None else self.run[keep])
 
 
 def bucket(n: int) -> int:
@@ -84,11 +99,8 @@ def pad_to(a: np.ndarray, shape: tuple[int, ...], mode: str = "edge") -> np.ndar
 
 
 def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.ndarray | None = None) -> GroupedData:
-    """Split a validated frame into groups, build each group's features and pad them to one length.
-
-    ``mask`` holds each run's weight (``weights``, default 1) and 0 on padding; ``n_runs`` counts runs
-    with positive weight.
-    """
+    """Split a validated frame into groups and build each group's arrays (:class:`GroupedData`); ``weights``: one
+    per row (default 1)."""
     weights = np.ones(len(frame)) if weights is None else np.asarray(weights, float)
     if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"weights: expected {len(frame)} finite values >= 0, one per run")
@@ -97,10 +109,14 @@ def group_data(law: Law, frame: pd.DataFrame, group_by: str | None, weights: np.
     n_max = max(len(f) for f in frames)
     pad = lambda v, mode="edge": np.pad(np.asarray(v, float), (0, n_max - len(v)), mode=mode)
     feats = [law.features(f) for f in frames]
-    features = {k: np.stack([pad(fe[k]) for fe in feats]) for k in feats[0]}
-    log_y = np.stack([pad(np.log(f["loss"].to_numpy(float))) for f in frames])
-    mask = np.stack([pad(weights[r], "constant") for r in rows])
-    return GroupedData(groups, features, log_y, mask, (mask > 0).sum(axis=1), frames)
+    run = None
+    if "run" in frame.columns:
+        ids = [np.unique(f["run"].to_numpy(), return_inverse=True)[1] for f in frames]
+        run = np.stack([np.pad(i, (0, n_max - len(i)), constant_values=-1) for i in ids])
+    return GroupedData(groups, tuple(law.names_for(f) for f in frames),
+                       {k: np.stack([pad(fe[k]) for fe in feats]) for k in feats[0]},
+                       np.stack([pad(np.log(f["loss"].to_numpy(float))) for f in frames]),
+                       np.stack([pad(weights[r], "constant") for r in rows]), run)
 
 
 class _Progress:
@@ -194,11 +210,32 @@ def problem_shapes(problems: int, rows: int, n: int, budget: float, q: int) -> t
     return padded if fits else (problems, rows)
 
 
-def fit(
+def fit(law: Law | str, runs: RunTable | pd.DataFrame, *, group_by: str | None = None,
+        weights: np.ndarray | None = None, **options) -> FitResult:
+    """Fit ``law`` to every group of ``runs``: the table is validated (if a DataFrame), split into groups and
+    handed to :func:`fit_arrays`, whose keyword ``options`` (``bootstrap``, ``fix``, ``share``, ...) this takes.
+
+    Args:
+        law: a :class:`Law` or a registered name (:data:`~atlas_jax.laws.LAWS`).
+        runs: a run table (:func:`~atlas_jax.data.runs.validate_runs`).
+        group_by: column whose values define independent fits (e.g. ``language``).
+        weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
+            runs with positive weight and keep their weights.
+    """
+    law = get_law(law) if isinstance(law, str) else law
+    table = runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required, group_by=group_by)
+    missing = [c for c in law.required + ((group_by,) if group_by else ()) if c not in table.frame.columns]
+    if missing:
+        raise ValueError(f"law {law.name!r} needs column(s) {missing}; available columns: {list(table.frame.columns)}")
+    if options.get("share") and group_by is None:
+        raise ValueError("share: parameters are shared across groups; give group_by (--group-by)")
+    return fit_arrays(law, group_data(law, table.frame, group_by, weights), notes=table.warnings, **options)
+
+
+def fit_arrays(
     law: Law | str,
-    runs: RunTable | pd.DataFrame,
+    data: GroupedData,
     *,
-    group_by: str | None = None,
     delta: float = 1e-3,
     starts: np.ndarray | None = None,
     fix: Mapping[str, float] | None = None,
@@ -211,20 +248,17 @@ def fit(
     keep: int = 32,
     max_steps: int = 2000,
     resample_indices: np.ndarray | None = None,
-    weights: np.ndarray | None = None,
     devices: int | None = None,
     memory_budget: float = 2**30,
     bootstrap_multistart: bool = False,
     dtype: str = "float64",
     share: Sequence[str] | None = None,
     progress: bool = False,
+    notes: Sequence[str] = (),
 ) -> FitResult:
-    """Fit ``law`` to every group of ``runs``, optionally with ``bootstrap`` resamples.
+    """Fit ``law`` to every group of ``data`` (:class:`GroupedData`), optionally with ``bootstrap`` resamples.
 
     Args:
-        law: a :class:`Law` or a registered name (``chinchilla``, ``data_constrained``, ``msl``, ``atlas``).
-        runs: a run table (validated here if it is a DataFrame).
-        group_by: column whose values define independent fits (e.g. ``language``).
         delta: Huber threshold on log residuals.
         starts: (S, P) internal-space starts; default the law's grid.
         fix: public parameter values to hold fixed, e.g. ``{"alpha": 0.35}``.
@@ -232,11 +266,12 @@ def fit(
         bootstrap: number of resamples B (0: none).
         bootstrap_unit: what a resample draws with replacement: ``"run"`` (whole training runs: all rows
             sharing a ``run`` identifier, its checkpoints, enter or leave together) or ``"row"``; default
-            ``"run"`` when the table has a ``run`` column, else ``"row"``.
+            ``"run"`` when the runs are identified (``data.run``), else ``"row"``.
         seed: seed of the resampling.
+        level: the intervals' coverage.
+        screen_steps, keep, max_steps: every start takes ``screen_steps`` steps, the ``keep`` best per group are
+            polished for at most ``max_steps``.
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
-        weights: one non-negative weight per run (e.g. 0 for held-out runs); bootstrap resamples draw from the
-            runs with positive weight and keep their weights.
         devices: devices the fits are split over (default: all; on a CPU, every core is one, and under
             ``jax.distributed`` every process's devices, which needs all of them, :mod:`atlas_jax.devices`);
             the results depend on it only in their last bits.
@@ -251,6 +286,7 @@ def fit(
             group's own (:mod:`atlas_jax.engine.shared`; float64, one device); resamples are drawn within each group.
         progress: show progress bars (finished fits) on stderr for batches of at least ``PROGRESS_MIN`` fit-runs
             (smaller ones end in seconds, and keep their programs stored, :mod:`atlas_jax.programs`).
+        notes: warnings already given about the data (kept in the result, not repeated).
 
     Groups with fewer runs (of positive weight) than free parameters are skipped with one warning naming
     them (``FitResult.skipped``); a ``ValueError`` when no group is left. Every fitted group gets
@@ -260,138 +296,159 @@ def fit(
     and its Jacobian at one run for one fit (``fit_evaluations``, ``bootstrap_evaluations``).
     """
     require_x64()
-    available = jax.device_count()
-    devices = available if devices is None else devices
-    if int(devices) != devices or not 1 <= devices <= available:
-        raise ValueError(f"devices: expected an integer from 1 to {available} (the devices), got {devices}")
-    if jax.process_count() > 1 and devices != available:
-        raise ValueError(f"devices: under jax.distributed the fits span all {available} devices of the "
-                         f"{jax.process_count()} processes; got {devices}")
-    devices = int(devices)
-    timings = {}
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
     cons = Constraints.build(law, fix, tie)
-    table = runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required, group_by=group_by)
-    frame = table.frame
-    missing = [c for c in law.required + ((group_by,) if group_by else ()) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"law {law.name!r} needs column(s) {missing}; available columns: {list(frame.columns)}")
+    devices = _devices(devices)
+    share = list(dict.fromkeys(share or ()))
     if share:
-        share = list(dict.fromkeys(share))
         SharedLayout.build(cons.free_names, share)  # names checked before any work
-        if group_by is None:
-            raise ValueError("share: parameters are shared across groups; give group_by (--group-by)")
         if dtype != "float64" or bootstrap_multistart:
             raise ValueError("share: joint fits run in float64 from the estimate (no dtype, bootstrap_multistart)")
-    n_needed = cons.n_free - len(share or ())
-    frame, weights, skipped = _drop_small_groups(frame, group_by, weights, max(n_needed, 1), law.name)
-    data = group_data(law, frame, group_by, weights)
-    unit = _bootstrap_unit(bootstrap_unit, frame, resample_indices)
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
-    screen_dtype, polish_dtype = ("float64" if dtype == "float64" else "float32",
-                                  "float32" if dtype == "float32" else "float64")
-    put = lambda a, dt: replicated(a, devices, dt)
-    # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs
-    shape = (power_of_2(len(data.groups), 4), n_padded := max(64, bucket(data.mask.shape[1])))
-    features, log_y = {k: pad_to(v, shape) for k, v in data.features.items()}, pad_to(data.log_y, shape)
-    law_data = {dt: ({k: put(v, dt) for k, v in features.items()}, put(log_y, dt),
-                     tuple(put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
-                for dt in {screen_dtype, polish_dtype}}
-
-    def solve(w, rows, p0, steps, desc, dt=polish_dtype):
-        """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]) in arithmetic ``dt``:
-        arrays [R, S, ...]. Batches are padded (:func:`problem_shapes`), so tables and batches of similar size
-        share one compiled program; batches over ``memory_budget`` run in equal chunks (one program)."""
-        (R, n), (S, q) = w.shape, p0.shape[1:]
-        features, log_y, consts = law_data[dt]
-        w = np.pad(w, ((0, 0), (0, n_padded - n)))
-        chunk = _chunk_size(R * S, S, n_padded, q, memory_budget)
-        count, span = (problem_shapes(R * S, R, n_padded, memory_budget, q) if chunk == R * S
-                       else (chunk, min(R, chunk // S + 2)))
-        parts = []
-        bar = progress and R * S * n_padded >= PROGRESS_MIN
-        with _progress_bar(bar, R * S, desc):
-            for lo in range(0, R * S, chunk):
-                i = np.arange(lo, min(lo + chunk, R * S))
-                r, first = i // S, lo // S
-                take = np.minimum(np.arange(first, first + span), R - 1)  # rows of this chunk: one compilation
-                starts = pad_to(p0[r if len(p0) > 1 else 0, i % S], (count,))
-                sol = solve_batch(law.log_loss, features, log_y, put(w[take], dt), put(rows[take], None),
-                                  put(pad_to(r - first, (count,)), None), put(starts, dt), *consts, delta, steps,
-                                  len(i), progress=bar, devices=devices)
-                parts.append(jax.tree.map(lambda a: np.asarray(a)[:len(i)], sol))
-        sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
-        evaluations[0] += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step
-        return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
-    timings["prepare_s"], evaluations = time.perf_counter() - t0, [0]
-
-    t0 = time.perf_counter()
+    unit = _bootstrap_unit(bootstrap_unit, data.run is not None, resample_indices)
+    n_needed = cons.n_free - len(share)
+    data, skipped = _drop_small_groups(data, max(n_needed, 1), law.name)
+    notes, given = list(notes), len(notes)
+    if skipped:
+        notes.append(f"skipped {len(skipped)} group(s) with fewer runs than the {n_needed} free parameters "
+                     f"{'of its own ' if share else ''}of {law.name!r}: {', '.join(skipped)}")
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
-    groups = np.arange(len(data.groups))
-    names = tuple(law.names_for(fr) for fr in data.frames)
-    public = [dict(zip(law.names, n)) for n in names]  # law-level names (tau_1) -> the group's (tau_en)
-    warnings_ = list(table.warnings)
-    if skipped:
-        warnings_.append(f"skipped {len(skipped)} group(s) with fewer runs than the {n_needed} free parameters "
-                         f"{'of its own ' if share else ''}of {law.name!r}: {', '.join(skipped)}")
-    boot = None
+    batches = _Batches(law, cons, data, devices, memory_budget, dtype, progress)
+    timings = {"prepare_s": time.perf_counter() - t0}
+
+    t0, boot = time.perf_counter(), None
     if share:
         best, boot, flags, condition = fit_shared(
             law, cons, data, share, delta=delta, grid=grid, bootstrap=bootstrap, unit=unit, seed=seed,
             screen_steps=screen_steps, keep=keep, max_steps=max_steps, indices=resample_indices)
         timings["fit_s"] = time.perf_counter() - t0
     else:
-        best = _multistart(solve, data.mask, groups, phi_starts, screen_steps, keep, max_steps, screen_dtype)
-        timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, evaluations[0]
-        G, n = data.mask.shape
-        jac, hess = gauss_newton(law.log_loss, features, log_y, pad_to(data.mask, shape, "constant"),
-                                 pad_to(best.params.astype(float), shape[:1]), cons.basis, cons.offset)
-        flags, condition = point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], data.mask,
-                                       best.params.astype(float), cons.lower, cons.upper, best.status, cons.free_names)
+        groups = np.arange(len(data.groups))
+        best = batches.multistart(data.mask, groups, phi_starts, delta, screen_steps, keep, max_steps)
+        flags, condition = batches.point_flags(best)
+        timings["fit_s"], timings["fit_evaluations"] = time.perf_counter() - t0, batches.evaluations
+        if bootstrap or resample_indices is not None:
+            t0 = time.perf_counter()
+            counts = _bootstrap_weights(data, bootstrap, seed, resample_indices, unit)
+            G, B, n = counts.shape
+            rows, w = np.repeat(groups, B), counts.reshape(G * B, n)
+            if bootstrap_multistart:
+                boot = batches.multistart(w, rows, phi_starts, delta, screen_steps, keep, max_steps, "bootstrap ")
+            else:
+                boot = jax.tree.map(lambda a: a[:, 0], batches.solve(w, rows, best.params[rows, None, :], delta,
+                                                                     max_steps, "bootstrap"))
+            boot = jax.tree.map(lambda a: a.reshape((G, B) + a.shape[1:]), boot)
+            timings["bootstrap_s"] = time.perf_counter() - t0
+            timings["bootstrap_evaluations"] = batches.evaluations - timings["fit_evaluations"]
+    return _result(law, cons, data, best, boot, flags, condition, level, notes, given,
+                   dict(timings=timings, n_starts=len(phi_starts), delta=delta, shared=tuple(share),
+                        bootstrap_unit=unit if boot is not None else None, skipped=tuple(skipped)))
 
-    samples = sample_status = ci_low = ci_high = None
-    if not share and (bootstrap or resample_indices is not None):
-        t0 = time.perf_counter()
-        counts = _bootstrap_weights(data, bootstrap, seed, resample_indices, unit)
-        G, B, n = counts.shape
-        rows, w = np.repeat(groups, B), counts.reshape(G * B, n)
-        if bootstrap_multistart:
-            boot = _multistart(solve, w, rows, phi_starts, screen_steps, keep, max_steps, screen_dtype, "bootstrap ")
-        else:
-            boot = jax.tree.map(lambda a: a[:, 0], solve(w, rows, best.params[rows, None, :], max_steps, "bootstrap"))
-        boot = jax.tree.map(lambda a: a.reshape((G, B) + a.shape[1:]), boot)
-        timings["bootstrap_s"] = time.perf_counter() - t0
-        timings["bootstrap_evaluations"] = evaluations[0] - timings["fit_evaluations"]
+
+def _result(law, cons, data, best, boot, flags, condition, level, notes, given, fields) -> FitResult:
+    """The :class:`FitResult` of a point fit ``best`` and bootstrap refits ``boot`` (None without): intervals,
+    the flags of both named by each group's public parameters, one warning per new note (past the ``given``
+    ones) and flagged group."""
+    samples = sample_status = ci_low = ci_high = ok = None
     if boot is not None:
-        samples = law.to_public(cons.expand(boot.params.astype(float)))
-        sample_status = boot.status
+        samples, sample_status = law.to_public(cons.expand(boot.params.astype(float))), boot.status
         ok = Status.usable(sample_status)
         ci_low, ci_high = percentile_interval(np.where(ok[..., None], samples, np.nan), level, axis=1)
         positive = np.array([p.log or p.bounds[0] >= 0 for p in law.params])
         flags = bootstrap_flags(flags, ok, ci_low, ci_high, positive, (law.names,) * len(flags),
                                 set(cons.free_names))
+    public = [dict(zip(law.names, n)) for n in data.names]  # law-level names (tau_1) -> the group's (tau_en)
     flags = [{f: tuple(public[g][n] for n in params) for f, params in flags[g].items()} for g in range(len(flags))]
     for g, group in enumerate(data.groups):
         if flags[g]:
-            refits = float(np.mean(ok[g])) if sample_status is not None else None
-            warnings_.append(f"group {group!r}: not a trustworthy fit: {describe(flags[g], condition[g], refits)}")
-
-    for note in warnings_[len(table.warnings):]:
-        warnings.warn(note, UserWarning, stacklevel=2)
+            refits = None if ok is None else float(np.mean(ok[g]))
+            notes.append(f"group {group!r}: not a trustworthy fit: {describe(flags[g], condition[g], refits)}")
+    for note in notes[given:]:
+        warnings.warn(note, UserWarning, stacklevel=3)
     return FitResult(
-        law=law.name, groups=data.groups, names=names,
+        law=law.name, groups=data.groups, names=data.names,
         estimate=law.to_public(cons.expand(best.params.astype(float))), objective=best.objective.astype(float),
         status=tuple(str(Status(int(c))) for c in best.status), steps=best.steps,
-        grad_norm=best.grad_norm.astype(float),
-        n_runs=data.n_runs, n_starts=len(phi_starts), delta=delta, shared=tuple(share or ()),
-        fixed=dict(cons.fixed), ties=cons.ties, samples=samples, sample_status=sample_status,
-        ci_low=ci_low, ci_high=ci_high, level=level, warnings=tuple(warnings_), timings=timings,
-        flags=tuple(flags), condition=condition, bootstrap_unit=unit if samples is not None else None,
-        skipped=tuple(skipped),
-    )
+        grad_norm=best.grad_norm.astype(float), n_runs=data.n_runs, fixed=dict(cons.fixed), ties=cons.ties,
+        samples=samples, sample_status=sample_status, ci_low=ci_low, ci_high=ci_high, level=level,
+        warnings=tuple(notes), flags=tuple(flags), condition=condition, **fields)
+
+
+class _Batches:
+    """One fit's padded arrays on its devices, and the batched solves over them (:func:`solve_batch`)."""
+
+    def __init__(self, law: Law, cons: Constraints, data: GroupedData, devices: int, memory_budget: float,
+                 dtype: str, progress: bool):
+        self.law, self.cons, self.data, self.devices, self.memory_budget = law, cons, data, devices, memory_budget
+        self.screen_dtype = "float64" if dtype == "float64" else "float32"
+        self.polish_dtype = "float32" if dtype == "float32" else "float64"
+        self.progress, self.evaluations = progress, 0
+        # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs
+        self.shape = (power_of_2(len(data.groups), 4), max(64, bucket(data.mask.shape[1])))
+        self.features = {k: pad_to(v, self.shape) for k, v in data.features.items()}
+        self.log_y = pad_to(data.log_y, self.shape)
+        self.on_device = {dt: ({k: self.put(v, dt) for k, v in self.features.items()}, self.put(self.log_y, dt),
+                               tuple(self.put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
+                          for dt in {self.screen_dtype, self.polish_dtype}}
+
+    def put(self, a, dtype):
+        return replicated(a, self.devices, dtype)
+
+    def solve(self, w, rows, p0, delta, steps, desc, dt=None) -> Solution:
+        """Solve rows (weights w [R, n] on groups ``rows`` [R]) x starts (p0 [R or 1, S, q]) in arithmetic ``dt``
+        (default the polishing one): arrays [R, S, ...]. Batches are padded (:func:`problem_shapes`), so tables and
+        batches of similar size share one compiled program; batches over ``memory_budget`` run in equal chunks
+        (one program)."""
+        (R, n), (S, q), n_padded = w.shape, p0.shape[1:], self.shape[1]
+        dt = dt or self.polish_dtype
+        features, log_y, consts = self.on_device[dt]
+        w = np.pad(w, ((0, 0), (0, n_padded - n)))
+        chunk = _chunk_size(R * S, S, n_padded, q, self.memory_budget)
+        count, span = (problem_shapes(R * S, R, n_padded, self.memory_budget, q) if chunk == R * S
+                       else (chunk, min(R, chunk // S + 2)))
+        parts = []
+        bar = self.progress and R * S * n_padded >= PROGRESS_MIN
+        with _progress_bar(bar, R * S, desc):
+            for lo in range(0, R * S, chunk):
+                i = np.arange(lo, min(lo + chunk, R * S))
+                r, first = i // S, lo // S
+                take = np.minimum(np.arange(first, first + span), R - 1)  # rows of this chunk: one compilation
+                starts = pad_to(p0[r if len(p0) > 1 else 0, i % S], (count,))
+                sol = solve_batch(self.law.log_loss, features, log_y, self.put(w[take], dt),
+                                  self.put(rows[take], None), self.put(pad_to(r - first, (count,)), None),
+                                  self.put(starts, dt), *consts, delta, steps, len(i), progress=bar,
+                                  devices=self.devices)
+                parts.append(jax.tree.map(lambda a: np.asarray(a)[:len(i)], sol))
+        sol = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+        self.evaluations += int(np.sum(sol.steps + 1)) * n  # the law and its Jacobian at every run, each step
+        return jax.tree.map(lambda a: a.reshape((R, S) + a.shape[1:]), sol)
+
+    def multistart(self, weights, rows, phi_starts, delta, screen_steps, keep, max_steps, desc="") -> Solution:
+        """Screen every start for ``screen_steps`` steps (in the screening arithmetic), polish the ``keep`` best
+        per row, return each row's best."""
+        R, S = len(weights), len(phi_starts)
+        starts = phi_starts[None]
+        if S > keep:
+            screen = self.solve(weights, rows, starts, delta, screen_steps, desc + "screening starts",
+                                self.screen_dtype)
+            order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1,
+                               kind="stable")[:, :keep]
+            starts = np.take_along_axis(screen.params, order[:, :, None], axis=1)
+        sol = self.solve(weights, rows, starts, delta, max_steps, desc + "polishing")
+        idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
+        return jax.tree.map(lambda a: a[np.arange(R), idx], sol)
+
+    def point_flags(self, best: Solution):
+        """Identification flags and condition numbers of each group's estimate (:mod:`.identify`)."""
+        cons, mask = self.cons, self.data.mask
+        (G, n), params = mask.shape, best.params.astype(float)
+        jac, hess = gauss_newton(self.law.log_loss, self.features, self.log_y, pad_to(mask, self.shape, "constant"),
+                                 pad_to(params, self.shape[:1]), cons.basis, cons.offset)
+        return point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], mask, params, cons.lower, cons.upper,
+                           best.status, cons.free_names)
 
 
 def _problem_bytes(q: int) -> int:
@@ -411,45 +468,35 @@ def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int
     return chunk
 
 
-def _multistart(solve, weights, rows, phi_starts, screen_steps, keep, max_steps, screen_dtype, desc="") -> Solution:
-    """Screen every start for ``screen_steps`` steps (in ``screen_dtype``), polish the ``keep`` best per row,
-    return each row's best."""
-    R, S = len(weights), len(phi_starts)
-    starts = phi_starts[None]
-    if S > keep:
-        screen = solve(weights, rows, starts, screen_steps, desc + "screening starts", screen_dtype)
-        order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1,
-                           kind="stable")[:, :keep]
-        starts = np.take_along_axis(screen.params, order[:, :, None], axis=1)
-    sol = solve(weights, rows, starts, max_steps, desc + "polishing")
-    idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
-    return jax.tree.map(lambda a: a[np.arange(R), idx], sol)
+def _devices(devices: int | None) -> int:
+    available = jax.device_count()
+    devices = available if devices is None else devices
+    if int(devices) != devices or not 1 <= devices <= available:
+        raise ValueError(f"devices: expected an integer from 1 to {available} (the devices), got {devices}")
+    if jax.process_count() > 1 and devices != available:
+        raise ValueError(f"devices: under jax.distributed the fits span all {available} devices of the "
+                         f"{jax.process_count()} processes; got {devices}")
+    return int(devices)
 
 
-def _drop_small_groups(frame: pd.DataFrame, group_by, weights, n_free: int, law_name: str):
-    """Leave out groups with fewer runs of positive weight than ``n_free``: (frame, weights, skipped names)."""
-    weights = np.ones(len(frame)) if weights is None else np.asarray(weights, float)
-    if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"weights: expected {len(frame)} finite values >= 0, one per run")
-    groups, rows = split_groups(frame, group_by)
-    small = [(g, int((weights[r] > 0).sum())) for g, r in zip(groups, rows) if (weights[r] > 0).sum() < n_free]
-    if len(small) == len(groups):
-        shown = ", ".join(f"{g!r} ({n})" for g, n in small[:10]) + (" ..." if len(small) > 10 else "")
+def _drop_small_groups(data: GroupedData, n_free: int, law_name: str) -> tuple[GroupedData, list[str]]:
+    """Leave out groups with fewer runs of positive weight than ``n_free``: (data, skipped names)."""
+    small = data.n_runs < n_free
+    if small.all():
+        shown = ", ".join(f"{g!r} ({n})" for g, n in list(zip(data.groups, data.n_runs))[:10])
         raise ValueError(f"no group has the {n_free} runs (of positive weight) that the free parameters of "
-                         f"{law_name!r} need: {shown}" + ("; share parameters across groups (share=...) or fix some"
-                                                          if group_by else "; fix some parameters (fix=...)"))
-    if not small:
-        return frame, weights, []
-    keep = np.sort(np.concatenate([r for g, r in zip(groups, rows) if g not in dict(small)]))
-    return frame.iloc[keep].reset_index(drop=True), weights[keep], [g for g, _ in small]
+                         f"{law_name!r} need: {shown}{' ...' if len(small) > 10 else ''}"
+                         + ("; share parameters across groups (share=...) or fix some" if len(small) > 1
+                            else "; fix some parameters (fix=...)"))
+    return data.take(np.flatnonzero(~small)), [g for g, s in zip(data.groups, small) if s]
 
 
-def _bootstrap_unit(unit: str | None, frame: pd.DataFrame, indices) -> str:
+def _bootstrap_unit(unit: str | None, has_runs: bool, indices) -> str:
     if unit is None:
-        return "run" if "run" in frame.columns and indices is None else "row"
+        return "run" if has_runs and indices is None else "row"
     if unit not in BOOTSTRAP_UNITS:
         raise ValueError(f"bootstrap_unit: expected one of {', '.join(BOOTSTRAP_UNITS)}, got {unit!r}")
-    if unit == "run" and "run" not in frame.columns:
+    if unit == "run" and not has_runs:
         raise ValueError("bootstrap_unit 'run' needs a 'run' column (the training run each row belongs to)")
     if unit == "run" and indices is not None:
         raise ValueError("resample_indices draw rows: use bootstrap_unit='row'")
@@ -470,7 +517,7 @@ def _bootstrap_weights(data: GroupedData, n_resamples: int, seed: int, indices, 
     for g, w in enumerate(data.mask):
         live = np.flatnonzero(w > 0)
         if unit == "run":
-            _, run = np.unique(data.frames[g]["run"].to_numpy()[live], return_inverse=True)
+            _, run = np.unique(data.run[g][live], return_inverse=True)
             draws = resample_counts(rng, run.max() + 1, n_resamples)[:, run]
         else:
             draws = counts_from_indices(indices, len(live)) if indices is not None else \

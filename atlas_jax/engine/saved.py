@@ -24,12 +24,13 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data.runs import mixture_languages, validate_runs
+from ..data.runs import RunTable, mixture_languages, validate_runs
 from ..io import atomic_output_dir, write_json
 from ..laws import get_law
 from .result import FitResult
@@ -45,11 +46,112 @@ KEYS = ("run", "language", "params", "tokens", "unique_tokens", "loss")
 @dataclass(frozen=True)
 class SavedFit:
     """Fits of one table (``results``: several when groups were fitted with different laws), the ``rows`` they
-    were fitted on and the ``settings`` that made them (``group_by`` names the column that defined the groups)."""
+    were fitted on, the ``settings`` that made them (``group_by`` names the column that defined the groups) and
+    ``notes`` on the table (rows left out, the data's warnings)."""
 
     results: tuple[FitResult, ...]
     rows: pd.DataFrame
     settings: dict
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, law: str, *, group_by: str | None = None, where: str | None = None,
+            variant: str | None = None, two_stage: bool = False, base: str | None = None, source: str | None = None,
+            columns: dict | None = None, **options) -> SavedFit:
+        """Fit a table as ``atlas-jax fit`` does: ``where`` and ``law`` select the rows
+        (:func:`~atlas_jax.data.select.select_rows`), which are validated once; ``law="atlas"`` fits every group
+        with the largest ATLAS variant its mixtures support, or ``variant`` (one result per variant);
+        ``two_stage`` runs Muennighoff et al.'s recipe for ``data_constrained``
+        (:func:`~atlas_jax.engine.recipes.fit_data_constrained_two_stage`, ``base``). ``options``: those of
+        :func:`~atlas_jax.engine.batch.fit_arrays`; ``source`` and ``columns`` (the table's file and column
+        mapping) are kept in the settings. Every note and warning is given once (``UserWarning``) and kept."""
+        from ..data.select import atlas_variants, select_rows
+        from ..laws import atlas_law_name
+        from .batch import fit
+        from .recipes import MUENNIGHOFF2023_BASE, fit_data_constrained_two_stage
+
+        if variant is not None and law != "atlas":
+            raise ValueError("--variant applies to --law atlas only")
+        if two_stage and law != "data_constrained":
+            raise ValueError("--two-stage applies to --law data_constrained only")
+        if base is not None and (not two_stage or base != "muennighoff2023"):
+            raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
+        if two_stage and options.get("share"):
+            raise ValueError("--share and --two-stage cannot be combined")
+        if two_stage and (options.get("fix") or options.get("tie")):
+            raise ValueError("--two-stage fixes E A B alpha beta itself: drop --fix/--tie")
+        frame, notes = select_rows(frame, law, where=where, group_by=group_by)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        required = ("params", "tokens", "loss", "language") if law == "atlas" else get_law(law).required
+        table = validate_runs(frame, required=required, group_by=group_by)
+        frame, notes = table.frame, notes + list(table.warnings)
+        table = RunTable(frame)  # its warnings are given: kept in the notes
+        if law == "atlas":
+            parts = atlas_variants(frame, group_by, variant)
+            if options.get("share") and len(parts) > 1:
+                raise ValueError(f"--share fits one law jointly, but the groups support different ATLAS variants "
+                                 f"({', '.join(parts)}): force one with --variant, or select groups with --where")
+            results = []
+            for v, groups in parts.items():
+                rows = table if len(parts) == 1 else RunTable(frame[frame[group_by].astype(str).isin(groups)])
+                results.append(fit(atlas_law_name(v), rows, group_by=group_by, **options))
+                notes.append(f"law atlas: {v} variant for {len(groups)} group(s): {', '.join(groups[:12])}"
+                             + (" ..." if len(groups) > 12 else ""))
+        elif two_stage:
+            options = {k: v for k, v in options.items() if k not in ("fix", "tie", "share")}  # checked empty above
+            first, second = fit_data_constrained_two_stage(table, base=base, **options)
+            stage1 = first.params() if first is not None else MUENNIGHOFF2023_BASE
+            notes.append(f"two-stage recipe: stage 1 {'fitted on the single-epoch runs' if first else 'frozen at ' + base}"
+                         + ": " + ", ".join(f"{k} = {v:.6g}" for k, v in stage1.items())
+                         + ("" if first is None else "; Muennighoff et al.'s published R_D*, R_N* rest on their C4 "
+                            "base (--base muennighoff2023)"))
+            results = [second]
+        else:
+            results = [fit(law, table, group_by=group_by, **options)]
+        first = results[0]
+        settings = {"runs": source, "law": law, "variant": variant, "two_stage": two_stage, "base": base,
+                    "where": where, "group_by": group_by, "columns": dict(columns or {}),
+                    "delta": options.get("delta", 1e-3), "bootstrap": options.get("bootstrap", 0),
+                    "bootstrap_unit": first.bootstrap_unit, "seed": options.get("seed", 0), "level": first.level,
+                    "fixed": first.fixed, "ties": [list(t) for t in first.ties], "shared": list(first.shared)}
+        return cls(tuple(results), frame, settings, tuple(notes))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The notes on the table, then every result's warnings."""
+        return self.notes + tuple(w for r in self.results for w in r.warnings)
+
+    def summary(self) -> dict:
+        """Every group's summary (:meth:`FitResult.summary`) with its law."""
+        return {g: {"law": r.law, **v} for r in self.results for g, v in r.summary().items()}
+
+    def report(self) -> tuple[str, str]:
+        """The estimates as a table, and one line: each group's status and objective, how many are usable."""
+        with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140, "display.max_rows", 500):
+            table = self.params().to_string(index=False)
+        usable = [u for r in self.results for u in r.usable]
+        line = "; ".join(f"{g}: {v['status']} (objective {v['objective']:.10g})" for g, v in self.summary().items()
+                         if v["status"] != "skipped")
+        return table, (f"{line}; {sum(usable)} of {len(usable)} group(s) usable; bootstrap by "
+                       f"{self.results[0].bootstrap_unit or '-'}")
+
+    def record(self) -> dict:
+        """What ``fit.json`` keeps beside the fits: each group's summary, starts, warnings, timings,
+        run-evaluations, versions and devices."""
+        import jax
+
+        timings = [r.timings for r in self.results]
+        return {"law": self.settings.get("law") if len(self.results) > 1 else self.results[0].law,
+                "runs": self.settings.get("runs"), "where": self.settings.get("where"), "groups": self.summary(),
+                "n_starts": {r.law: r.n_starts for r in self.results},
+                **{k: self.settings.get(k) for k in ("delta", "bootstrap", "bootstrap_unit", "seed", "fixed", "ties")},
+                "warnings": list(self.warnings),
+                "timings_s": {k: sum(t.get(k, 0.0) for t in timings) for k in timings[0] if k.endswith("_s")},
+                "run_evaluations": {k: sum(t.get(k, 0) for t in timings) for k in timings[0]
+                                    if k.endswith("_evaluations")},
+                "versions": {p: version(p) for p in ("atlas-jax", "jax", "jaxlib", "numpy", "pandas")},
+                "device": [str(d) for d in jax.devices()]}
 
     @property
     def group_by(self) -> str | None:
@@ -155,14 +257,15 @@ class SavedFit:
         return out
 
     def save(self, out: str | os.PathLike, record: dict | None = None) -> None:
-        """Write the folder (see the module doc) atomically; ``record`` adds keys to ``fit.json``."""
+        """Write the folder (see the module doc) atomically; ``fit.json`` holds :meth:`record` and ``record``'s
+        keys (``atlas-jax fit``: the command and its total seconds)."""
         arrays, metas = {}, []
         for i, r in enumerate(self.results):
             a, meta = r.to_record()
             arrays.update({f"{i}.{k}": v for k, v in a.items()})
             metas.append(meta)
-        info = {**(record or {}), "format": {"name": FORMAT, "version": VERSION}, "settings": self.settings,
-                "languages": list(mixture_languages(self.rows)), "results": metas}
+        info = {**self.record(), **(record or {}), "format": {"name": FORMAT, "version": VERSION}, "settings": self.settings,
+                "notes": list(self.notes), "languages": list(mixture_languages(self.rows)), "results": metas}
         with atomic_output_dir(out) as tmp:
             self.params().to_csv(tmp / "params.csv", index=False)
             np.savez(tmp / "fit.npz", **arrays)
@@ -208,4 +311,4 @@ class SavedFit:
         with warnings.catch_warnings():  # the table's warnings were given when it was fitted
             warnings.simplefilter("ignore", UserWarning)
             rows = validate_runs(rows, required=(), languages=languages).frame
-        return cls(results, rows, settings)
+        return cls(results, rows, settings, tuple(info.get("notes", ())))
