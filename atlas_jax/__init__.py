@@ -14,7 +14,7 @@ from . import runtime
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "fit": "engine", "FitResult": "engine", "fit_data_constrained_two_stage": "engine",
+    "fit": "engine", "fit_arrays": "engine", "group_data": "engine", "FitResult": "engine", "SavedFit": "engine", "fit_data_constrained_two_stage": "engine",
     "evaluate_holdout": "engine", "compare_laws": "engine", "holdout_mask": "engine", "predict": "engine",
     "r_squared": "engine", "Status": "engine",
     "posterior": "bayes", "Posterior": "bayes",

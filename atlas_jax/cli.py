@@ -6,7 +6,6 @@ import sys
 import time
 import warnings
 from enum import Enum
-from importlib.metadata import version
 from pathlib import Path
 from typing import List, Optional
 
@@ -294,39 +293,27 @@ def posterior_cmd(
 
 
 def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmup, seed, columns, quiet=False):
-    import jax
     import pandas as pd
 
     from atlas_jax.bayes import posterior
     from atlas_jax.data.runs import parse_column_mapping
-    from atlas_jax.io import atomic_output_dir, write_json
-
-    from atlas_jax.data.select import select_rows
+    from atlas_jax.data.select import atlas_law_for, select_rows
 
     started = time.perf_counter()
     frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, group_by=group_by)
     if law_name == "atlas":
-        law_name = _atlas_law_name(frame, group_by)
+        law_name = atlas_law_for(frame, group_by)
     with warnings.catch_warnings():  # diagnostics are echoed below, once
         warnings.simplefilter("ignore", UserWarning)
         post = posterior(law_name, frame, group_by=group_by, hierarchical=hierarchical, chains=chains, draws=draws,
                          warmup=warmup, seed=seed, progress=_progress(quiet))
-    summary, derived = post.summary(), post.derived()
-    info = {"law": post.law, "runs": str(runs), "groups": list(post.groups), "hierarchical": hierarchical,
-            "settings": post.settings, "diagnostics": post.diagnostics, "warnings": notes + list(post.warnings),
-            "priors": post.priors.to_dict(orient="records"),
-            "timings_s": {**post.timings, "total_s": time.perf_counter() - started},
-            "versions": {p: version(p) for p in ("atlas-jax", "jax", "numpyro", "arviz", "numpy", "pandas")},
-            "device": [str(d) for d in jax.devices()], "command": sys.argv}
-    with atomic_output_dir(out) as tmp:
-        post.to_inference_data().to_netcdf(str(tmp / "posterior.nc"))
-        summary.to_csv(tmp / "summary.csv", index=False)
-        derived.to_csv(tmp / "derived.csv", index=False)
-        write_json(tmp / "posterior.json", info)
+    messages = notes + list(post.warnings)
+    post.save(out, {"runs": str(runs), "warnings": messages, "total_s": time.perf_counter() - started,
+                    "command": sys.argv})
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 140):
-        typer.echo(summary[["group", "param", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "ess_tail",
-                            "r_hat"]].to_string(index=False))
-    for w in notes + list(post.warnings):
+        typer.echo(post.summary()[["group", "param", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "ess_tail",
+                                   "r_hat"]].to_string(index=False))
+    for w in messages:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"{chains} chains x {draws} draws, {post.diagnostics['divergences']} divergences, "
                f"max r_hat {post.diagnostics['r_hat_max']:.4f}, min bulk ESS {post.diagnostics['ess_min']:.0f}; "
@@ -415,11 +402,11 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
         elif kind in ("loss", "residuals"):
             if source is None or law is None:
                 raise ValueError(f"plot {kind} needs RUNS and --law, or --fit DIR")
-            from atlas_jax.data.select import select_rows
+            from atlas_jax.data.select import atlas_law_for, select_rows
 
             frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns)), law, group_by=group_by)
             if law == "atlas":
-                law = _atlas_law_name(frame, group_by)
+                law = atlas_law_for(frame, group_by)
             result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap, progress=progress)
         if kind in ("loss", "residuals"):
             fig = figures.loss_fit(result, frame, x=x, group=group, group_by=group_by) if kind == "loss" else \
@@ -538,19 +525,6 @@ def _usage(p) -> str:
     if p.required:
         return f"{p.opts[0]} {p.name.upper()}"
     return f"[{p.opts[0]}]" if getattr(p, "is_flag", False) else f"[{p.opts[0]} ...]"
-
-
-def _atlas_law_name(frame, group_by) -> str:
-    """The registered ATLAS law for a table whose groups all support the same largest variant."""
-    from atlas_jax.data.select import atlas_variants
-    from atlas_jax.laws import atlas_law_name
-
-    parts = atlas_variants(frame, group_by)
-    if len(parts) > 1:
-        counts = ", ".join(f"{v}: {len(g)}" for v, g in parts.items())
-        raise ValueError(f"the groups support different ATLAS variants ({counts}): give a table whose groups are "
-                         "all of one kind (atlas-jax fit --law atlas fits each its own)")
-    return atlas_law_name(next(iter(parts)))
 
 
 def _assignments(items, option: str) -> list[tuple[str, str]]:

@@ -106,6 +106,27 @@ class Posterior:
         idata.posterior.attrs["parameters"] = " ".join(public)
         return idata
 
+    def save(self, out, record: dict | None = None) -> None:
+        """Write the folder ``out`` atomically: ``posterior.nc`` (:meth:`to_inference_data`), ``summary.csv``,
+        ``derived.csv`` and ``posterior.json`` (law, groups, settings, diagnostics, warnings, priors, timings,
+        versions, devices, and ``record``'s keys)."""
+        from importlib.metadata import version
+
+        import jax
+
+        from ..io import atomic_output_dir, write_json
+
+        info = {"law": self.law, "groups": list(self.groups), "hierarchical": self.hierarchical,
+                "settings": self.settings, "diagnostics": self.diagnostics, "warnings": list(self.warnings),
+                "priors": self.priors.to_dict(orient="records"), "timings_s": dict(self.timings),
+                "versions": {p: version(p) for p in ("atlas-jax", "jax", "numpyro", "arviz", "numpy", "pandas")},
+                "device": [str(d) for d in jax.devices()], **(record or {})}
+        with atomic_output_dir(out) as tmp:
+            self.to_inference_data().to_netcdf(str(tmp / "posterior.nc"))
+            self.summary().to_csv(tmp / "summary.csv", index=False)
+            self.derived().to_csv(tmp / "derived.csv", index=False)
+            write_json(tmp / "posterior.json", info)
+
     def summary(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """One row per group and public parameter: mean, sd, ``hdi_prob`` HDI (columns ``hdi_2.5%``,
         ``hdi_97.5%`` at 95 %), ess_bulk, ess_tail, r_hat (ArviZ), in the groups' parameter order."""

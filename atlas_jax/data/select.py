@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..laws import atlas_law, transfer_languages
+from ..laws import atlas_law, atlas_law_name, transfer_languages
 from ..laws.atlas import ATLAS_VARIANTS
 from .runs import split_groups
 
-__all__ = ["CURVE_LAWS", "select_rows", "atlas_variants", "atlas_variant"]
+__all__ = ["CURVE_LAWS", "select_rows", "atlas_variants", "atlas_variant", "atlas_law_for"]
 
 CURVE_LAWS = ("scratch_curve", "finetune_curve")
 
@@ -91,3 +91,14 @@ def atlas_variants(frame: pd.DataFrame, group_by: str | None, variant: str | Non
             atlas_law(variant).features(runs)  # raises, naming the language, when the rows cannot support it
         out.setdefault(chosen, []).append(group)
     return out
+
+
+def atlas_law_for(frame: pd.DataFrame, group_by: str | None) -> str:
+    """The registered ATLAS law of a table whose groups all support the same largest variant; a ``ValueError``
+    counting the groups of each variant otherwise."""
+    parts = atlas_variants(frame, group_by)
+    if len(parts) > 1:
+        counts = ", ".join(f"{v}: {len(g)}" for v, g in parts.items())
+        raise ValueError(f"the groups support different ATLAS variants ({counts}): give a table whose groups are "
+                         "all of one kind (atlas-jax fit --law atlas fits each its own)")
+    return atlas_law_name(next(iter(parts)))

@@ -308,6 +308,7 @@ def fit_arrays(
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
     unit = _bootstrap_unit(bootstrap_unit, data.run is not None, resample_indices)
+    _check_arrays(law, data)
     n_needed = cons.n_free - len(share)
     data, skipped = _drop_small_groups(data, max(n_needed, 1), law.name)
     notes, given = list(notes), len(notes)
@@ -466,6 +467,23 @@ def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int
         raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit ({n} runs, {S} starts "
                          f"per row: {2 * per_row + _problem_bytes(q) + per_row / S:.0f} bytes); raise it")
     return chunk
+
+
+def _check_arrays(law: Law, data: GroupedData) -> None:
+    """``ValueError`` unless ``data``'s arrays are [G, n] alike, its log losses and weights finite (weights >= 0)
+    and its features those ``law`` reads."""
+    shape = data.mask.shape
+    for name, a in [("log_y", data.log_y), ("mask", data.mask)] + [(f"features[{k!r}]", v)
+                                                                   for k, v in data.features.items()]:
+        if np.shape(a) != shape or (name in ("log_y", "mask") and not np.all(np.isfinite(a))):
+            raise ValueError(f"data.{name}: expected {'finite values' if name[0] in 'lm' else 'an array'} of shape "
+                             f"{shape} (groups x runs), got shape {np.shape(a)}")
+    if len(data.groups) != shape[0] or len(data.names) != shape[0] or np.any(data.mask < 0):
+        raise ValueError(f"data: expected {shape[0]} group names, parameter-name tuples and weights >= 0")
+    try:
+        jax.eval_shape(law.log_loss, np.zeros(len(law.params)), {k: v[0, 0] for k, v in data.features.items()})
+    except KeyError as err:
+        raise ValueError(f"data.features: law {law.name!r} reads feature {err}, got {sorted(data.features)}") from None
 
 
 def _devices(devices: int | None) -> int:
