@@ -163,7 +163,7 @@ ATLAS_TRUTH = {"E": 1.7, "A": 300.0, "B": 900.0, "alpha": 0.32, "beta": 0.3, "la
 #: compiled programs from the persistent cache (notebook kernels, jax.distributed subprocesses) last: pytest-xdist
 #: hands out files in collection order (--dist loadfile --no-loadscope-reorder). The notebooks took 147 s first
 #: and 56 s last.
-SLOWEST_FIRST = ("test_readme.py", "test_bayes_models.py", "test_bayes.py", "test_fit.py", "test_synthetic.py", "test_crossover.py",
+SLOWEST_FIRST = ("test_readme.py", "test_model.py", "test_sampler.py", "test_batch.py", "test_synthetic.py", "test_crossover.py",
                  "test_planner.py", "test_devices.py", "test_curse.py", "test_figures.py")
 LAST = ("test_multihost.py", "test_notebooks.py")
 

@@ -22,7 +22,7 @@ from atlas_jax.data import (
     validate_runs,
 )
 
-DATA = Path(__file__).parents[1] / "atlas_jax" / "datasets"
+DATA = Path(__file__).parents[2] / "atlas_jax" / "datasets"
 
 
 def runs(n=6, **columns):

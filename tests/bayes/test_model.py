@@ -1,5 +1,5 @@
 """Posteriors of richer models: the hierarchy's start and pooled mean, partial pooling across languages, LOO
-comparison of two laws, interval coverage and the curse law (split from test_bayes.py so that the two files
+comparison of two laws, interval coverage and the curse law (split from test_sampler.py so that the two files
 run on separate test workers)."""
 
 import warnings

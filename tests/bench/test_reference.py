@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import approx_fprime, check_grad
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("scipy_reference", _REPO / "atlas_jax" / "bench" / "reference.py")
 ref = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("scipy_reference", ref)
