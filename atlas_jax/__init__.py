@@ -18,7 +18,7 @@ _EXPORTS = {
     "evaluate_holdout": "engine", "compare_laws": "engine", "holdout_mask": "engine", "predict": "engine",
     "r_squared": "engine", "Status": "engine",
     "posterior": "bayes", "Posterior": "bayes",
-    "load_runs": "data", "validate_runs": "data", "RunTable": "data",
+    "load_runs": "data", "validate_runs": "data", "RunTable": "data", "select_fit": "data.select",
     "load_chinchilla": "datasets", "load_datablations": "datasets", "load_campaign": "datasets",
     "Law": "laws", "Param": "laws", "LAWS": "laws", "get_law": "laws",
 }

@@ -96,6 +96,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     """Fit (:meth:`SavedFit.fit`), write and print; returns whether any group is usable. Options and the table
     are checked before JAX is imported, so a mistake costs no more than reading the table."""
     from atlas_jax.data.runs import parse_column_mapping
+    from atlas_jax.data.select import select_fit
 
     started = time.perf_counter()
     fixed = {}
@@ -108,14 +109,14 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     options = dict(delta=delta, fix=fixed, tie=_assignments(tie, "--tie"), bootstrap=bootstrap,
                    bootstrap_unit=bootstrap_unit, seed=seed, progress=_progress(quiet),
                    share=[p.strip() for p in (share or "").split(",") if p.strip()])
-    frame = _read_runs(runs, mapping, validate=False)
-
-    from atlas_jax.engine.saved import SavedFit
-
     with warnings.catch_warnings():  # every warning is kept in the saved fit and echoed below, once
         warnings.simplefilter("ignore", UserWarning)
-        saved = SavedFit.fit(frame, law_name, group_by=group_by, where=where, variant=variant, two_stage=two_stage,
-                             base=base, source=str(runs), columns=mapping, **options)
+        selection = select_fit(_read_runs(runs, mapping, validate=False), law_name, group_by=group_by, where=where,
+                               variant=variant, two_stage=two_stage, base=base)
+
+        from atlas_jax.engine.saved import SavedFit  # JAX from here on
+
+        saved = SavedFit.fit(selection, source=str(runs), columns=mapping, **options)
     saved.save(out, {"total_s": time.perf_counter() - started, "command": sys.argv})
     table, line = saved.report()
     typer.echo(table)

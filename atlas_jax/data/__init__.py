@@ -13,6 +13,8 @@ from .runs import (
     mixture_columns,
     mixture_languages,
     parse_column_mapping,
+    read_table,
+    rename_columns,
     validate_runs,
 )
 
@@ -26,7 +28,10 @@ __all__ = [
     "LANGUAGE_CODE",
     "RunTable",
     "load_runs",
+    "read_table",
+    "rename_columns",
     "validate_runs",
+
     "parse_column_mapping",
     "mixture_languages",
     "mixture_columns",

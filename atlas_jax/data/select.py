@@ -11,13 +11,16 @@ co-sampled with at least 3 other languages, ``other`` when some of its runs mix 
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ..laws import atlas_law, atlas_law_name, transfer_languages
 from ..laws.atlas import ATLAS_VARIANTS
-from .runs import split_groups
+from .runs import RunTable, split_groups, validate_runs
 
-__all__ = ["CURVE_LAWS", "select_rows", "atlas_variants", "atlas_variant", "atlas_law_for"]
+__all__ = ["CURVE_LAWS", "Selection", "select_fit", "select_rows", "atlas_variants", "atlas_variant", "atlas_law_for"]
 
 CURVE_LAWS = ("scratch_curve", "finetune_curve")
 
@@ -102,3 +105,44 @@ def atlas_law_for(frame: pd.DataFrame, group_by: str | None) -> str:
         raise ValueError(f"the groups support different ATLAS variants ({counts}): give a table whose groups are "
                          "all of one kind (atlas-jax fit --law atlas fits each its own)")
     return atlas_law_name(next(iter(parts)))
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """The rows of a table that one fit uses, validated once (``table``; its warnings are in ``notes``), with how
+    they are fitted: ``law`` (``atlas``: each group with the ATLAS variant ``parts`` gives it), ``group_by``,
+    ``where``, ``variant``, ``two_stage`` and ``base`` (:meth:`~atlas_jax.engine.saved.SavedFit.fit`)."""
+
+    law: str
+    table: RunTable
+    notes: tuple[str, ...]
+    parts: dict[str, list[str]] | None = None
+    group_by: str | None = None
+    where: str | None = None
+    variant: str | None = None
+    two_stage: bool = False
+    base: str | None = None
+
+
+def select_fit(frame: pd.DataFrame, law: str, *, group_by: str | None = None, where: str | None = None,
+               variant: str | None = None, two_stage: bool = False, base: str | None = None) -> Selection:
+    """The :class:`Selection` of ``frame`` (canonical column names) for a fit of ``law``: the options checked
+    together, the rows chosen (:func:`select_rows`), validated once (:func:`~atlas_jax.data.runs.validate_runs`;
+    its warnings are given once and kept in ``notes``) and, for ``atlas``, every group's variant
+    (:func:`atlas_variants`). Every note is given once (``UserWarning``). Needs no JAX, so a mistake is reported at the cost of reading the table."""
+    from ..laws import get_law
+
+    if variant is not None and law != "atlas":
+        raise ValueError("--variant applies to --law atlas only")
+    if two_stage and law != "data_constrained":
+        raise ValueError("--two-stage applies to --law data_constrained only")
+    if base is not None and (not two_stage or base != "muennighoff2023"):
+        raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
+    frame, notes = select_rows(frame, law, where=where, group_by=group_by)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    required = ("params", "tokens", "loss", "language") if law == "atlas" else get_law(law).required
+    table = validate_runs(frame, required=required, group_by=group_by)
+    parts = atlas_variants(table.frame, group_by, variant) if law == "atlas" else None
+    return Selection(law, RunTable(table.frame), tuple(notes) + table.warnings, parts, group_by, where, variant,
+                     two_stage, base)

@@ -7,6 +7,8 @@ fit in one compiled batch.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["resample_counts", "counts_from_indices", "percentile_interval"]
@@ -26,6 +28,9 @@ def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.nd
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0):
-    """Equal-tailed percentile interval, ignoring non-finite draws."""
+    """Equal-tailed percentile interval, ignoring non-finite draws; NaN where no draw is finite (a group without a
+    usable refit, which its flags report)."""
     tail = 50.0 * (1.0 - level)
-    return (np.nanpercentile(samples, tail, axis=axis), np.nanpercentile(samples, 100.0 - tail, axis=axis))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": the NaN is the answer
+        return (np.nanpercentile(samples, tail, axis=axis), np.nanpercentile(samples, 100.0 - tail, axis=axis))

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.runs import RunTable, mixture_languages, validate_runs
+from ..data.select import Selection
 from ..io import atomic_output_dir, write_json
 from ..laws import get_law
 from .result import FitResult
@@ -55,67 +56,52 @@ class SavedFit:
     notes: tuple[str, ...] = ()
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, law: str, *, group_by: str | None = None, where: str | None = None,
-            variant: str | None = None, two_stage: bool = False, base: str | None = None, source: str | None = None,
-            columns: dict | None = None, **options) -> SavedFit:
-        """Fit a table as ``atlas-jax fit`` does: ``where`` and ``law`` select the rows
-        (:func:`~atlas_jax.data.select.select_rows`), which are validated once; ``law="atlas"`` fits every group
-        with the largest ATLAS variant its mixtures support, or ``variant`` (one result per variant);
-        ``two_stage`` runs Muennighoff et al.'s recipe for ``data_constrained``
-        (:func:`~atlas_jax.engine.recipes.fit_data_constrained_two_stage`, ``base``). ``options``: those of
-        :func:`~atlas_jax.engine.batch.fit_arrays`; ``source`` and ``columns`` (the table's file and column
-        mapping) are kept in the settings. Every note and warning is given once (``UserWarning``) and kept."""
-        from ..data.select import atlas_variants, select_rows
+    def fit(cls, selection: Selection, *, source: str | None = None, columns: dict | None = None,
+            **options) -> SavedFit:
+        """Fit the rows of ``selection`` (:func:`~atlas_jax.data.select.select_fit`) as ``atlas-jax fit`` does:
+        ``atlas`` fits every group with its ATLAS variant (one result per variant), ``two_stage`` runs Muennighoff
+        et al.'s recipe (:func:`~atlas_jax.engine.recipes.fit_data_constrained_two_stage`), any other law one
+        :func:`~atlas_jax.engine.batch.fit`, whose ``options`` these are. ``source`` and ``columns`` (the table's
+        file and column mapping) are kept in the settings; the selection's notes in :attr:`notes`."""
         from ..laws import atlas_law_name
         from .batch import fit
         from .recipes import MUENNIGHOFF2023_BASE, fit_data_constrained_two_stage
 
-        if variant is not None and law != "atlas":
-            raise ValueError("--variant applies to --law atlas only")
-        if two_stage and law != "data_constrained":
-            raise ValueError("--two-stage applies to --law data_constrained only")
-        if base is not None and (not two_stage or base != "muennighoff2023"):
-            raise ValueError(f"--base {base}: expected muennighoff2023, with --two-stage")
-        if two_stage and options.get("share"):
+        sel, notes = selection, list(selection.notes)
+        if sel.two_stage and options.get("share"):
             raise ValueError("--share and --two-stage cannot be combined")
-        if two_stage and (options.get("fix") or options.get("tie")):
+        if sel.two_stage and (options.get("fix") or options.get("tie")):
             raise ValueError("--two-stage fixes E A B alpha beta itself: drop --fix/--tie")
-        frame, notes = select_rows(frame, law, where=where, group_by=group_by)
-        for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
-        required = ("params", "tokens", "loss", "language") if law == "atlas" else get_law(law).required
-        table = validate_runs(frame, required=required, group_by=group_by)
-        frame, notes = table.frame, notes + list(table.warnings)
-        table = RunTable(frame)  # its warnings are given: kept in the notes
-        if law == "atlas":
-            parts = atlas_variants(frame, group_by, variant)
-            if options.get("share") and len(parts) > 1:
+        if sel.parts is not None:
+            if options.get("share") and len(sel.parts) > 1:
                 raise ValueError(f"--share fits one law jointly, but the groups support different ATLAS variants "
-                                 f"({', '.join(parts)}): force one with --variant, or select groups with --where")
-            results = []
-            for v, groups in parts.items():
-                rows = table if len(parts) == 1 else RunTable(frame[frame[group_by].astype(str).isin(groups)])
-                results.append(fit(atlas_law_name(v), rows, group_by=group_by, **options))
+                                 f"({', '.join(sel.parts)}): force one with --variant, or select groups with --where")
+            results, frame = [], sel.table.frame
+            for v, groups in sel.parts.items():
+                rows = sel.table if len(sel.parts) == 1 else \
+                    RunTable(frame[frame[sel.group_by].astype(str).isin(groups)])
+                results.append(fit(atlas_law_name(v), rows, group_by=sel.group_by, **options))
                 notes.append(f"law atlas: {v} variant for {len(groups)} group(s): {', '.join(groups[:12])}"
                              + (" ..." if len(groups) > 12 else ""))
-        elif two_stage:
+        elif sel.two_stage:
             options = {k: v for k, v in options.items() if k not in ("fix", "tie", "share")}  # checked empty above
-            first, second = fit_data_constrained_two_stage(table, base=base, **options)
+            first, second = fit_data_constrained_two_stage(sel.table, base=sel.base, **options)
             stage1 = first.params() if first is not None else MUENNIGHOFF2023_BASE
-            notes.append(f"two-stage recipe: stage 1 {'fitted on the single-epoch runs' if first else 'frozen at ' + base}"
-                         + ": " + ", ".join(f"{k} = {v:.6g}" for k, v in stage1.items())
+            notes.append(f"two-stage recipe: stage 1 "
+                         f"{'fitted on the single-epoch runs' if first else 'frozen at ' + sel.base}: "
+                         + ", ".join(f"{k} = {v:.6g}" for k, v in stage1.items())
                          + ("" if first is None else "; Muennighoff et al.'s published R_D*, R_N* rest on their C4 "
                             "base (--base muennighoff2023)"))
             results = [second]
         else:
-            results = [fit(law, table, group_by=group_by, **options)]
+            results = [fit(sel.law, sel.table, group_by=sel.group_by, **options)]
         first = results[0]
-        settings = {"runs": source, "law": law, "variant": variant, "two_stage": two_stage, "base": base,
-                    "where": where, "group_by": group_by, "columns": dict(columns or {}),
+        settings = {"runs": source, "law": sel.law, "variant": sel.variant, "two_stage": sel.two_stage,
+                    "base": sel.base, "where": sel.where, "group_by": sel.group_by, "columns": dict(columns or {}),
                     "delta": options.get("delta", 1e-3), "bootstrap": options.get("bootstrap", 0),
                     "bootstrap_unit": first.bootstrap_unit, "seed": options.get("seed", 0), "level": first.level,
                     "fixed": first.fixed, "ties": [list(t) for t in first.ties], "shared": list(first.shared)}
-        return cls(tuple(results), frame, settings, tuple(notes))
+        return cls(tuple(results), sel.table.frame, settings, tuple(notes))
 
     @property
     def warnings(self) -> tuple[str, ...]:
