@@ -17,6 +17,9 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
+import re  # noqa: E402
+import warnings  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -24,6 +27,23 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from atlas_jax.bench import reference as scipy_reference  # noqa: E402
+
+
+# --------------------------------------------------------------------------- expected warnings
+
+
+@contextlib.contextmanager
+def expect_warnings(*patterns: str, optional: tuple[str, ...] = ()):
+    """The warnings a block is expected to give (pyproject turns any other into an error): each regex of
+    ``patterns`` must match (``re.search``) at least one of them, and every warning given must match one of
+    ``patterns`` or ``optional`` (warnings that may come, e.g. a sampler's diagnostics, which vary by platform)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    messages = [str(w.message) for w in caught]
+    unexpected = [m for m in messages if not any(re.search(p, m) for p in patterns + tuple(optional))]
+    missing = [p for p in patterns if not any(re.search(p, m) for m in messages)]
+    assert not unexpected and not missing, f"unexpected warnings {unexpected}; expected but not given {missing}"
 
 
 # --------------------------------------------------------------------------- closed forms

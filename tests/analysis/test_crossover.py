@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import expect_warnings
 from scipy.optimize import brentq
 
 from atlas_jax.analysis.crossover import (
@@ -224,9 +225,14 @@ def test_fit_crossovers_recovers_noiseless(noiseless):
     assert noiseless["draws"].isna().all()
 
 
+#: a regime's curve at one size may have a wide interval on B or D0 (the crossover's own flags judge D*)
+CURVE_FLAGS = r"^group '\w+( at N = [\d.e+]+)?': not a trustworthy fit: wide-interval \((B|D0|B, D0)\)$"
+
+
 @pytest.fixture(scope="module")
 def noisy():
-    return fit_crossovers(curves_frame(noise=0.005, seed=0, with_params=True), bootstrap=200, seed=0)
+    with expect_warnings(optional=(CURVE_FLAGS,)):
+        return fit_crossovers(curves_frame(noise=0.005, seed=0, with_params=True), bootstrap=200, seed=0)
 
 
 def test_fit_crossovers_noisy_interval_covers_truth(noisy):
@@ -283,7 +289,8 @@ def flagged_frame(noise=0.002, seed=1):
 
 @pytest.fixture(scope="module")
 def flagged():
-    return fit_crossovers(flagged_frame(), bootstrap=200, seed=0).set_index("language")
+    with expect_warnings(optional=(CURVE_FLAGS,)):
+        return fit_crossovers(flagged_frame(), bootstrap=200, seed=0).set_index("language")
 
 
 def test_fit_crossovers_twice_crossing(flagged):
@@ -423,9 +430,13 @@ def test_posterior_crossovers_cover_truth():
     from atlas_jax.laws.curve import FINETUNE_CURVE, SCRATCH_CURVE
 
     frame = curves_frame(noise=0.005, seed=0)
-    posts = [aj.posterior(law, frame.loc[frame["regime"] == regime, ["language", "tokens", "loss"]],
-                          group_by="language", chains=2, draws=500, warmup=500, seed=1)
-             for regime, law in (("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE))]
+    with expect_warnings(optional=("r_hat up to", "bulk ESS down to")):  # 2 x 500 draws: bounded below
+        posts = [aj.posterior(law, frame.loc[frame["regime"] == regime, ["language", "tokens", "loss"]],
+                              group_by="language", chains=2, draws=500, warmup=500, seed=1)
+                 for regime, law in (("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE))]
+    for post in posts:  # the sampler's own diagnostics first: coverage of chains that did not mix tests nothing
+        d = post.diagnostics
+        assert d["divergences"] == 0 and d["r_hat_max"] < 1.05 and d["ess_min"] >= 50, d
     table = posterior_crossovers(*posts).set_index("language")
     for lang, t in TRUTH.items():
         row = table.loc[lang]

@@ -116,6 +116,7 @@ def test_curse_posterior_derives_language_multipliers():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         post = posterior("curse", runs.reset_index(drop=True), chains=2, draws=300, warmup=300, seed=0)
+    assert post.diagnostics["divergences"] == 0 and post.diagnostics["r_hat_max"] < 1.05, post.diagnostics  # mixed
     table = post.derived(flops=[1e21], r_values=[2]).set_index("quantity")
     p = truth["languages"]["en"]
     true = expansion_multipliers(2.0, p["alpha"], p["beta"], truth["phi"], truth["psi"])

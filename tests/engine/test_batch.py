@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import expect_warnings
 from scipy.optimize import minimize
 
 import atlas_jax as aj
@@ -331,8 +332,9 @@ def boot_pair(npl):
     """The same law with 2 % noise on 40 runs and on 160 runs, each with 300 bootstrap resamples."""
     small = npl.chinchilla_frame(np.geomspace(2e7, 1e10, 8), np.geomspace(2e8, 1e12, 5), noise=0.02, seed=21)
     large = npl.chinchilla_frame(np.geomspace(2e7, 1e10, 16), np.geomspace(2e8, 1e12, 10), noise=0.02, seed=22)
-    fits = {k: aj.fit(CHINCHILLA, f, starts=CHIN_STARTS, bootstrap=300, seed=1) for k, f in
-            (("small", small), ("large", large))}
+    with expect_warnings(r"not a trustworthy fit: wide-interval \(A\)"):  # 40 noisy runs: A is not pinned down
+        fits = {k: aj.fit(CHINCHILLA, f, starts=CHIN_STARTS, bootstrap=300, seed=1) for k, f in
+                (("small", small), ("large", large))}
     return fits
 
 

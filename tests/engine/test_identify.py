@@ -121,11 +121,12 @@ def test_bootstrap_flags_thresholds():
 def test_small_groups_are_skipped_with_one_warning():
     rng = np.random.default_rng(1)
     frame = pd.concat([table("big", rng), table("tiny", rng).iloc[:3]], ignore_index=True)
-    with pytest.warns(UserWarning, match=r"skipped 1 group\(s\) with fewer runs than the 5 free parameters .*tiny"):
+    with pytest.warns(UserWarning, match="group 'tiny' .* every run has the same params"), \
+            pytest.warns(UserWarning, match=r"skipped 1 group\(s\) with fewer runs than the 5 free parameters .*tiny"):
         res = aj.fit("chinchilla", frame, group_by="case")
     assert res.groups == ("big",) and res.skipped == ("tiny",)
     assert res.summary()["tiny"]["status"] == "skipped"
-    with pytest.raises(ValueError, match="no group has the 5 runs"):
+    with pytest.raises(ValueError, match="no group has the 5 runs"), pytest.warns(UserWarning, match="same params"):
         aj.fit("chinchilla", frame[frame["case"] == "tiny"], group_by="case")
 
 
@@ -163,7 +164,7 @@ def test_run_resamples_keep_checkpoints_together():
         block = counts[:, run == r]
         assert np.all(block == block[:, :1])           # a run's checkpoints are drawn together
     assert np.all(counts.sum(axis=1) == len(frame))   # 24 runs drawn, 10 checkpoints each
-    with pytest.raises(ValueError, match="needs a 'run' column"):
+    with pytest.raises(ValueError, match="needs a 'run' column"), pytest.warns(UserWarning, match="replicate set"):
         aj.fit("chinchilla", frame.drop(columns="run"), bootstrap=2, bootstrap_unit="run")
 
 
