@@ -168,47 +168,12 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
     ``level`` default to 200, 0 and 0.95, or with ``fitted`` to the saved fit's draws, seed and level (given, they
     must agree with them). Raises ``ValueError`` when the fit is flagged, or ``fitted`` is not the fit the plan
     needs (see :func:`_saved_fit`)."""
-    budgets = {k: v for k, v in (("flops", flops), ("tokens", tokens), ("params", params)) if v is not None}
-    if len(budgets) != 1:
-        raise ValueError("give exactly one budget: flops (C = 6 N D), tokens (D) or params (N)")
-    (kind, value), = budgets.items()
-    if not value > 0:
-        raise ValueError(f"{kind}: expected a positive number, got {value}")
+    kind, value = _budget(flops=flops, tokens=tokens, params=params)
     frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=("params", "tokens", "loss"))).frame
     finetune = frame["regime"].astype(str) == "finetune" if "regime" in frame else np.zeros(len(frame), bool)
-    notes, flags = [], []
-    if target is None:
-        known = sorted(frame["language"].astype(str).unique()) if "language" in frame else []
-        if len(known) > 1:
-            raise ValueError(f"the runs measure {len(known)} languages ({', '.join(known[:8])}): give a target")
-        if languages or from_checkpoint:
-            raise ValueError("helper languages and --from-checkpoint need a target language")
-        model = get_law(law or (fitted.result()[0].law if fitted is not None else "chinchilla"))
-        missing = [n for n in _CORE if n not in model.names]
-        if missing:
-            raise ValueError(f"law {model.name!r} has no {', '.join(missing)}: planning needs E A B alpha beta")
-        runs_t, mixture, is_target = frame[~finetune].reset_index(drop=True), [], np.ones(len(frame), bool)
-        why = f"law {model.name} was asked for" if law else "the saved fit's law"
-    else:
-        if law is not None:
-            raise ValueError("a target language is planned with the ATLAS law; --law is for monolingual tables")
-        if "language" not in frame:
-            raise ValueError("the runs have no 'language' column: plan without a target (monolingual)")
-        known = sorted(frame["language"].astype(str).unique())
-        if target not in known:
-            raise ValueError(f"unknown target language {target!r}; the runs measure: {', '.join(known)}")
-        languages = tuple(dict.fromkeys(l for l in languages if l != target))
-        mixture = list(mixture_languages(frame))
-        unknown = [l for l in (target,) + languages if mixture and l not in mixture]
-        if unknown:
-            raise ValueError(f"language(s) {unknown} have no tokens_<lang> column; the runs mix: {', '.join(mixture)}")
-        is_target = frame["language"].astype(str) == target
-        runs_t = frame[is_target & ~finetune].reset_index(drop=True)
-        variant = atlas_variant(runs_t)
-        model = get_law(atlas_law_name(variant))
-        why = f"{target}'s runs support the ATLAS {variant} variant"
-        notes.append(why)
-    languages = tuple(languages)
+    model, runs_t, mixture, is_target, languages, why = _model_and_rows(frame, finetune, target, law, languages,
+                                                                        from_checkpoint, fitted)
+    notes, flags = ([why] if target is not None else []), []
     if fitted is None:
         bootstrap, seed, level = (200 if bootstrap is None else bootstrap, 0 if seed is None else seed,
                                   0.95 if level is None else level)
@@ -245,19 +210,7 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
         return pd.DataFrame(cols)
 
     n_opt, d_opt, l_opt = _frontier(model, theta, frame_of, helpers if target is not None else None)
-    c_grid = np.broadcast_to(_C_GRID, n_opt.shape)
-    anchor = {"flops": c_grid, "tokens": d_opt, "params": n_opt}[kind]
-    n_at, d_at, l_at = (_at(anchor, value, y) for y in (n_opt, d_opt, l_opt))
-    c_at = 6.0 * n_at * d_at
-    if np.isnan(n_at[0]):
-        raise ValueError(f"{kind} = {value:g} lies outside the planning grid (C from {_C_GRID[0]:.0e} to "
-                         f"{_C_GRID[-1]:.0e} FLOPs, N from {_N_GRID[0]:.0e} to {_N_GRID[-1]:.0e})")
-    if not _N_GRID[0] * 1.05 < n_at[0] < _N_GRID[-1] / 1.05:
-        flags.append("N_at_search_bound")
-        notes.append(f"the optimal N lies at the end of the searched sizes [{_N_GRID[0]:.0e}, {_N_GRID[-1]:.0e}]: "
-                     "the fit gives no interior optimum at this budget")
-    if not 6 * _N_GRID[0] * 1.05 < c_at[0] / d_at[0] < 6 * _N_GRID[-1] / 1.05:
-        flags.append("D_at_search_bound")
+    n_at, d_at, l_at, c_at = _on_frontier(kind, value, n_opt, d_opt, l_opt, flags, notes)
     repeats = [l for l in (target,) + languages if l is not None and d_at[0] * share > unique.get(l, np.inf)]
     if repeats and ("lambda" in names and any("lambda" in p for p in res.flags[0].values())):
         flags.append("lambda_not_identified")
@@ -282,6 +235,70 @@ def plan(runs: RunTable | pd.DataFrame, target: str | None = None, *, law: str |
                 n_draws=len(draws), notes=tuple(notes + [w for w in res.warnings if "not a trustworthy" not in w]),
                 flags=tuple(flags))
 
+
+
+
+def _on_frontier(kind, value, n_opt, d_opt, l_opt, flags, notes):
+    """N, D, loss and compute where the frontier (per draw, [1 + draws, grid]) meets the budget ``kind = value``;
+    flags (and notes) an optimum at the end of the searched sizes."""
+    anchor = {"flops": np.broadcast_to(_C_GRID, n_opt.shape), "tokens": d_opt, "params": n_opt}[kind]
+    n_at, d_at, l_at = (_at(anchor, value, y) for y in (n_opt, d_opt, l_opt))
+    c_at = 6.0 * n_at * d_at
+    if np.isnan(n_at[0]):
+        raise ValueError(f"{kind} = {value:g} lies outside the planning grid (C from {_C_GRID[0]:.0e} to "
+                         f"{_C_GRID[-1]:.0e} FLOPs, N from {_N_GRID[0]:.0e} to {_N_GRID[-1]:.0e})")
+    if not _N_GRID[0] * 1.05 < n_at[0] < _N_GRID[-1] / 1.05:
+        flags.append("N_at_search_bound")
+        notes.append(f"the optimal N lies at the end of the searched sizes [{_N_GRID[0]:.0e}, {_N_GRID[-1]:.0e}]: "
+                     "the fit gives no interior optimum at this budget")
+    if not 6 * _N_GRID[0] * 1.05 < c_at[0] / d_at[0] < 6 * _N_GRID[-1] / 1.05:
+        flags.append("D_at_search_bound")
+    return n_at, d_at, l_at, c_at
+
+def _budget(**budgets) -> tuple[str, float]:
+    """The one budget given (``flops``, ``tokens`` or ``params``) and its value."""
+    given = {k: v for k, v in budgets.items() if v is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one budget: flops (C = 6 N D), tokens (D) or params (N)")
+    (kind, value), = given.items()
+    if not value > 0:
+        raise ValueError(f"{kind}: expected a positive number, got {value}")
+    return kind, value
+
+
+def _model_and_rows(frame, finetune, target, law, languages, from_checkpoint, fitted):
+    """The law a plan fits and its rows: ``(law, pretraining rows of the target, mixture languages, target-row
+    mask, helper languages, why this law)``; a monolingual table (``target`` None) takes ``law`` (default the
+    saved fit's, else chinchilla), a target language the largest ATLAS variant its runs support."""
+    if target is None:
+        known = sorted(frame["language"].astype(str).unique()) if "language" in frame else []
+        if len(known) > 1:
+            raise ValueError(f"the runs measure {len(known)} languages ({', '.join(known[:8])}): give a target")
+        if languages or from_checkpoint:
+            raise ValueError("helper languages and --from-checkpoint need a target language")
+        model = get_law(law or (fitted.result()[0].law if fitted is not None else "chinchilla"))
+        missing = [n for n in _CORE if n not in model.names]
+        if missing:
+            raise ValueError(f"law {model.name!r} has no {', '.join(missing)}: planning needs E A B alpha beta")
+        why = f"law {model.name} was asked for" if law else "the saved fit's law"
+        return model, frame[~finetune].reset_index(drop=True), [], np.ones(len(frame), bool), (), why
+    if law is not None:
+        raise ValueError("a target language is planned with the ATLAS law; --law is for monolingual tables")
+    if "language" not in frame:
+        raise ValueError("the runs have no 'language' column: plan without a target (monolingual)")
+    known = sorted(frame["language"].astype(str).unique())
+    if target not in known:
+        raise ValueError(f"unknown target language {target!r}; the runs measure: {', '.join(known)}")
+    languages = tuple(dict.fromkeys(l for l in languages if l != target))
+    mixture = list(mixture_languages(frame))
+    unknown = [l for l in (target,) + languages if mixture and l not in mixture]
+    if unknown:
+        raise ValueError(f"language(s) {unknown} have no tokens_<lang> column; the runs mix: {', '.join(mixture)}")
+    is_target = frame["language"].astype(str) == target
+    runs_t = frame[is_target & ~finetune].reset_index(drop=True)
+    variant = atlas_variant(runs_t)
+    return (get_law(atlas_law_name(variant)), runs_t, mixture, is_target, languages,
+            f"{target}'s runs support the ATLAS {variant} variant")
 
 def _saved_fit(saved: SavedFit, group: str | None, law: str, why: str, rows: pd.DataFrame, bootstrap: int | None,
                seed: int | None, level: float | None) -> tuple[FitResult, int, int, float]:
