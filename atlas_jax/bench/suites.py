@@ -534,9 +534,7 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
     processes run with one BLAS thread (:data:`REFERENCE_ENV`), every other process with this one's
     environment."""
     aj = _atlas_jax_command()
-    py = sys.executable
     grid_starts = len(range(0, 4500, grid_every))
-    ref_path = str(Path(ref.__file__).resolve())
     keys = ["import_jax_pandas", "import_pandas", "help", "user_error", "epoch_first", "epoch_second",
             "five_first", "five_second", "plan_first", "plan_second"]
     if reference:
@@ -547,8 +545,26 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
             raise ValueError(f"cli: unknown process(es) {', '.join(sorted(unknown))}; "
                              f"expected some of {', '.join(keys)}")
         keys = [k for k in keys if k in only]
-    times: dict[str, list[dict]] = {k: [] for k in keys}
     load_before = os.getloadavg()
+    times, five_csv = _cli_times(aj, keys, repeats, grid_every, timeout, verbose)
+    load_after = os.getloadavg()
+    processes, rows = _cli_processes(times, grid_every, grid_starts)
+    targets_out, target_rows = _cli_targets(processes, grid_every, grid_starts)
+    rows += target_rows
+    rows.append(_row("machine load (1, 5, 15 min load average)", None, note=
+                     f"before {', '.join(f'{x:.2f}' for x in load_before)}; after "
+                     f"{', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs"))
+    return {"repeats": repeats, "grid_every": grid_every, "reference": reference, "command": aj,
+            "reference_env": REFERENCE_ENV,
+            "load_before": list(load_before), "load_after": list(load_after), "five_run_table": five_csv,
+            "processes": processes, "targets": targets_out, "rows": rows}
+
+
+def _cli_times(aj, keys, repeats, grid_every, timeout, verbose) -> tuple[dict[str, list[dict]], str]:
+    """Run the processes of ``keys`` (:func:`cli`) round robin: each one's records, and the 5-run table."""
+    py = sys.executable
+    ref_path = str(Path(ref.__file__).resolve())
+    times: dict[str, list[dict]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory(prefix="atlas-jax-bench-cli-") as tmp:
         tmp = Path(tmp)
         table = five_run_table(tmp / "five_runs.csv")
@@ -579,8 +595,11 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
             run("scipy_curve_fit", [py, "-c", _SCIPY_CURVE_FIT, ref_path, str(table)], r=r)
             run("scipy_grid", [py, "-c", _SCIPY_GRID, ref_path, str(grid_every)], r=r)
         five_csv = table.read_text()
-    load_after = os.getloadavg()
+    return times, five_csv
 
+
+def _cli_processes(times, grid_every, grid_starts) -> tuple[dict, list[dict]]:
+    """Each process's median, exits and (scipy) result, and a table row each."""
     labels = {"import_jax_pandas": 'python -c "import jax, pandas"', "import_pandas": 'python -c "import pandas"',
               "help": "atlas-jax --help", "user_error": "atlas-jax fit epoch-chinchilla --law chinchila (user error)",
               "epoch_first": "atlas-jax fit epoch-chinchilla --law chinchilla, first call (empty cache)",
@@ -593,8 +612,6 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
               "scipy_grid": "scipy recipe process: Epoch grid fit, L-BFGS-B, finite differences, "
                             + ("4,500 starts" if grid_every == 1 else f"{grid_starts} of the 4,500 starts (1 in "
                                                                       f"{grid_every}, --quick)")}
-    short = {"import_jax_pandas": "bare `import jax, pandas` process", "import_pandas": "bare `import pandas` process",
-             "scipy_grid": "scipy grid-fit process", "scipy_curve_fit": "scipy curve_fit process"}
     processes, rows = {}, []
     for key, recs in times.items():
         secs = [x["seconds"] for x in recs]
@@ -618,6 +635,14 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
         rows.append(_row(labels[key], None if is_reference else entry["median_s"],
                          entry["median_s"] if is_reference else None, note, key=key))
 
+    return processes, rows
+
+
+def _cli_targets(processes, grid_every, grid_starts) -> tuple[list[dict], list[dict]]:
+    """The ratios of :data:`CLI_TARGETS` (met or missed) and :data:`CLI_INFO`, and their table rows."""
+    rows = []
+    short = {"import_jax_pandas": "bare `import jax, pandas` process", "import_pandas": "bare `import pandas` process",
+             "scipy_grid": "scipy grid-fit process", "scipy_curve_fit": "scipy curve_fit process"}
     targets_out = []
     for spec in [(*t, True) for t in CLI_TARGETS] + [(a, b, k, None, w, False) for a, b, k, w in CLI_INFO]:
         key, ref_key, kind, bound, what, is_target = spec
@@ -648,13 +673,8 @@ def cli(repeats: int = 3, reference: bool = True, grid_every: int = 1, only=None
         row = _row(name, ours, theirs, note, ratio_text=text, target=bound, met=met)
         row["ratio"] = ratio
         rows.append(row)
-    rows.append(_row("machine load (1, 5, 15 min load average)", None, note=
-                     f"before {', '.join(f'{x:.2f}' for x in load_before)}; after "
-                     f"{', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs"))
-    return {"repeats": repeats, "grid_every": grid_every, "reference": reference, "command": aj,
-            "reference_env": REFERENCE_ENV,
-            "load_before": list(load_before), "load_after": list(load_after), "five_run_table": five_csv,
-            "processes": processes, "targets": targets_out, "rows": rows}
+    return targets_out, rows
+
 
 
 SUITES: dict[str, Callable[..., dict]] = {"epoch": epoch, "throughput": throughput, "nuts": nuts,
