@@ -90,7 +90,7 @@ def posterior(
     devices = jax.local_device_count() if devices is None else devices
     if int(devices) != devices or not 1 <= devices <= jax.local_device_count():
         raise ValueError(f"devices: expected 1 to {jax.local_device_count()} (local devices), got {devices}")
-    point = fit(law, frame, group_by=group_by, devices=devices)
+    point = fit(law, RunTable(frame), group_by=group_by, devices=devices)  # validated above
     theta0 = np.stack([[p.to_internal(v) for p, v in zip(law.params, est)] for est in point.estimate])
     timings = {"point_fit_s": time.perf_counter() - t0}
 
@@ -102,32 +102,13 @@ def posterior(
                     hierarchical=hierarchical, nu=nu, sigma_scale=sigma_scale, **info)
     t0 = time.perf_counter()
     kwargs = {"log_y": log_y}
-    x0, unravel = ravel_pytree(jax.jit(lambda v: unconstrain_fn(model, (), kwargs, v))(init))
-
-    def potential(x):  # compiled by laplace and by NUTS
-        return potential_energy(model, (), kwargs, unravel(x))
-
-    # hierarchical: the joint mode collapses the group scales (sd -> 0); take the mode given sd at its start
-    fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in init.items()})[0] \
-        if hierarchical else None
-    try:
-        approx = laplace(potential, x0, fixed=fixed)
-    except FloatingPointError:
-        raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
-                         "and the priors") from None
+    potential, unravel, approx = _laplace_start(law, model, kwargs, init, hierarchical)
     mode, root = jnp.asarray(approx.mode), jnp.asarray(approx.scale)
     timings["laplace_s"] = time.perf_counter() - t0
 
-    kernel = NUTS(potential_fn=lambda z: potential(mode + root @ z), dense_mass=False,
-                  target_accept_prob=target_accept)
-    method, method_label = _chain_method(chains, devices)
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
-                progress_bar=progress)
-    z0 = jax.random.normal(jax.random.PRNGKey(seed + 2), (chains, mode.shape[0]))  # dispersed starts
     t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), init_params=z0 if chains > 1 else z0[0],
-             extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
-    z = mcmc.get_samples(group_by_chain=True)
+    z, extra, method_label = _nuts(lambda z: potential(mode + root @ z), mode.shape[0], chains, draws, warmup, seed,
+                                   target_accept, devices, progress)
     constrain = jax.jit(jax.vmap(lambda zi: constrain_fn(model, (), kwargs, unravel(mode + root @ zi),
                                                          return_deterministic=True)))
     samples = jax.tree.map(lambda v: np.asarray(v).reshape(z.shape[:2] + v.shape[1:]),
@@ -137,7 +118,6 @@ def posterior(
     t0 = time.perf_counter()
     loglik, replicated = _pointwise(law, samples["theta"], samples["sigma"], features, group, log_y, nu, seed + 1)
     timings["predictive_s"] = time.perf_counter() - t0
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
 
     public = np.stack([p.to_public(samples["theta"][..., j]) for j, p in enumerate(law.params)], axis=-1)
     diag, notes = _diagnostics(samples, extra["diverging"])
@@ -156,6 +136,38 @@ def posterior(
         timings=timings,
     )
 
+
+
+def _laplace_start(law, model, kwargs, init, hierarchical):
+    """The model's potential on a flat vector, its unravelling, and the Laplace approximation at the point fit
+    ``init`` (:func:`~atlas_jax.bayes.laplace.laplace`), whose mode and scale whiten the space NUTS samples."""
+    x0, unravel = ravel_pytree(jax.jit(lambda v: unconstrain_fn(model, (), kwargs, v))(init))
+
+    def potential(x):  # compiled by laplace and by NUTS
+        return potential_energy(model, (), kwargs, unravel(x))
+
+    # hierarchical: the joint mode collapses the group scales (sd -> 0); take the mode given sd at its start
+    fixed = ravel_pytree({k: np.full(np.shape(v), k == "sd") for k, v in init.items()})[0] \
+        if hierarchical else None
+    try:
+        return potential, unravel, laplace(potential, x0, fixed=fixed)
+    except FloatingPointError:
+        raise ValueError(f"law {law.name!r}: the log posterior is not finite at the point fit; check the runs "
+                         "and the priors") from None
+
+
+def _nuts(potential, dim, chains, draws, warmup, seed, target_accept, devices, progress):
+    """NUTS (diagonal mass) on ``potential`` over R^dim from dispersed standard-normal starts: draws
+    [chain, draw, dim], the extra fields (diverging, energy, num_steps, accept_prob) and how chains ran."""
+    kernel = NUTS(potential_fn=potential, dense_mass=False, target_accept_prob=target_accept)
+    method, label = _chain_method(chains, devices)
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=method,
+                progress_bar=progress)
+    z0 = jax.random.normal(jax.random.PRNGKey(seed + 2), (chains, dim))
+    mcmc.run(jax.random.PRNGKey(seed), init_params=z0 if chains > 1 else z0[0],
+             extra_fields=("diverging", "energy", "num_steps", "accept_prob"))
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    return mcmc.get_samples(group_by_chain=True), extra, label
 
 def _chain_method(chains: int, devices: int):
     """NumPyro's ``chain_method``: chains split into equal blocks over as many of the first ``devices`` local
