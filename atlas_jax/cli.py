@@ -159,7 +159,6 @@ def plan_cmd(
         from atlas_jax.analysis.planner import plan
         from atlas_jax.data.runs import parse_column_mapping
         from atlas_jax.engine.saved import SavedFit
-        from atlas_jax.io import atomic_output_dir, write_json
 
         if runs is None and fit_dir is None:
             raise ValueError("plan needs --runs RUNS, or --fit DIR (a fit saved by `atlas-jax fit`)")
@@ -176,12 +175,9 @@ def plan_cmd(
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
-    data, text = result.to_dict(), str(result)
     if out is not None:
-        with atomic_output_dir(out) as tmp:
-            write_json(tmp / "plan.json", data)
-            (tmp / "plan.txt").write_text(text + "\n")
-    typer.echo(json.dumps(data, indent=2) if as_json else text)
+        result.save(out)
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
     if out is not None:
         typer.echo(f"wrote {out}/plan.json and plan.txt", err=True)
 
@@ -423,24 +419,12 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
                 raise ValueError(f"--exponents {exponents}: expected four numbers alpha,beta,phi,psi")
             fig = figures.frontier(*values)
         elif kind == "crossover":
-            from atlas_jax.analysis import fit_crossovers
+            from atlas_jax.analysis import crossover_curves, fit_crossovers
 
             if language is None:
                 raise ValueError("plot crossover needs --language")
-            frame = _read_runs(source or "atlas-campaign", parse_column_mapping(columns))
-            if "regime" not in frame.columns:
-                raise ValueError("plot crossover: the runs need a 'regime' column (pretrain/finetune curves)")
-            curves = frame[(frame["language"].astype(str) == language) & frame["regime"].isin(["pretrain", "finetune"])]
-            if "group" in curves.columns:
-                curves = curves[curves["group"].isin(["scratch", "finetune"])]
-            if curves.empty:
-                raise ValueError(f"plot crossover: no pretrain/finetune curves for language {language!r}")
-            if "params" in curves.columns:
-                sizes = sorted(curves["params"].unique())
-                pick = sizes[0] if size is None else size
-                if pick not in sizes:
-                    raise ValueError(f"--params {size:g}: {language} has curves at {', '.join(f'{v:.4g}' for v in sizes)}")
-                curves = curves[curves["params"] == pick]
+            curves = crossover_curves(_read_runs(source or "atlas-campaign", parse_column_mapping(columns)), language,
+                                      size)
             row = fit_crossovers(curves, bootstrap=bootstrap, progress=progress).iloc[0]
             fig = figures.crossover(row, curves)
         else:

@@ -6,6 +6,7 @@ from ..runtime import setup
 setup()  # float64, CPU devices, compilation cache: before any JAX use
 
 from .crossover import (
+    crossover_curves,
     crossover_at,
     crossover_check_published,
     crossover_tokens,
@@ -46,6 +47,7 @@ __all__ = [
     "fit_curse_joint",
     "crossover_tokens",
     "fit_crossovers",
+    "crossover_curves",
     "posterior_crossovers",
     "fit_crossover_compute",
     "crossover_at",

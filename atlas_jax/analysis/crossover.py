@@ -37,6 +37,7 @@ from ..engine.solver import Status
 from ..laws.curve import FINETUNE_CURVE, SCRATCH_CURVE, curve_loss
 
 __all__ = [
+    "crossover_curves",
     "PUBLISHED_CROSSOVERS_2B",
     "PUBLISHED_COMPUTE_FITS",
     "FLAGS",
@@ -301,6 +302,25 @@ def _verdict(d_star: float, finetune_below: bool, lo: float, hi: float, second: 
         return f"{first} below {d_star:.3g} tokens, {other} above"
     return f"finetune throughout [{lo:.0e}, {hi:.0e}] tokens" if finetune_below else \
         f"pretrain throughout [{lo:.0e}, {hi:.0e}] tokens"
+
+
+def crossover_curves(frame: pd.DataFrame, language: str, params: float | None = None) -> pd.DataFrame:
+    """The pretrain and finetune loss curves of ``language`` at one model size (``params``; default the
+    smallest), as :func:`fit_crossovers` takes them; a ``ValueError`` naming what is missing."""
+    if "regime" not in frame.columns or "language" not in frame.columns:
+        raise ValueError("crossover: the runs need 'language' and 'regime' columns (pretrain/finetune curves)")
+    curves = frame[(frame["language"].astype(str) == language) & frame["regime"].isin(["pretrain", "finetune"])]
+    if "group" in curves.columns:
+        curves = curves[curves["group"].isin(["scratch", "finetune"])]
+    if curves.empty:
+        raise ValueError(f"crossover: no pretrain/finetune curves for language {language!r}")
+    if "params" in curves.columns:
+        sizes = sorted(curves["params"].unique())
+        pick = sizes[0] if params is None else params
+        if pick not in sizes:
+            raise ValueError(f"--params {params:g}: {language} has curves at {', '.join(f'{v:.4g}' for v in sizes)}")
+        curves = curves[curves["params"] == pick]
+    return curves
 
 
 def fit_crossovers(curves: pd.DataFrame, bootstrap: int = 200, seed: int = 0, level: float = 0.95,

@@ -89,6 +89,14 @@ class Plan:
                for k, v in out.items()}
         return json.loads(json.dumps(out, default=float))
 
+    def save(self, out) -> None:
+        """Write ``out/plan.json`` (:meth:`to_dict`) and ``out/plan.txt`` (the printed plan), atomically."""
+        from ..io import atomic_output_dir, write_json
+
+        with atomic_output_dir(out) as tmp:
+            write_json(tmp / "plan.json", self.to_dict())
+            (tmp / "plan.txt").write_text(str(self) + "\n")
+
     def __str__(self) -> str:
         pct = f"{self.level:.0%}"
 

@@ -448,3 +448,20 @@ def test_posterior_crossovers_cover_truth():
         assert (row["observed_min"], row["observed_max"]) == pytest.approx((1e9, 1e12))
     with pytest.raises(ValueError, match="expected a posterior of 'scratch_curve'"):
         posterior_crossovers(posts[1], posts[1])
+
+
+def test_crossover_curves_pick_one_language_and_size():
+    import atlas_jax as aj
+    from atlas_jax.analysis import crossover_curves
+
+    frame = aj.load_campaign()[0].frame
+    curves = crossover_curves(frame, "zh")
+    smallest = frame.loc[frame["regime"] == "finetune", "params"].min()
+    assert set(curves["regime"]) == {"pretrain", "finetune"} and set(curves["language"]) == {"zh"}
+    assert set(curves["params"]) == {smallest} and set(curves["group"]) <= {"scratch", "finetune"}
+    with pytest.raises(ValueError, match="no pretrain/finetune curves for language 'xx'"):
+        crossover_curves(frame, "xx")
+    with pytest.raises(ValueError, match=r"--params 3: zh has curves at"):
+        crossover_curves(frame, "zh", 3.0)
+    with pytest.raises(ValueError, match="need 'language' and 'regime' columns"):
+        crossover_curves(frame.drop(columns="regime"), "zh")
