@@ -199,3 +199,22 @@ def test_a_folder_that_is_not_a_saved_fit_is_one_error(tmp_path, make, message):
         assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
         assert res.output.startswith(f"error: {bad / 'fit.json'}") and message in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+
+
+def test_a_fit_job_validates_once_and_warns_once(monkeypatch):
+    """`atlas-jax fit`'s job (select_fit, then SavedFit.fit) validates the table once and gives each warning once,
+    keeping it in the saved fit; the rows a --where drops are neither validated nor warned about."""
+    from conftest import expect_warnings
+
+    import atlas_jax.data.select as select
+
+    calls = []
+    monkeypatch.setattr(select, "validate_runs", lambda *a, **k: calls.append(1) or aj.validate_runs(*a, **k))
+    frame = aj.load_chinchilla().frame
+    frame = pd.concat([frame, frame.iloc[:1].assign(loss=np.nan)], ignore_index=True)  # a bad row ...
+    frame = pd.concat([frame, frame.iloc[:2]], ignore_index=True)                         # ... and 2 replicates
+    with expect_warnings("--where 'loss > 0' keeps 242 of 243 rows", "2 replicate set") as caught:
+        saved = SavedFit.fit(aj.select_fit(frame, "chinchilla", where="loss > 0"))
+    assert len(caught) == 2 and calls == [1]
+    assert [w for w in saved.warnings if "replicate" in w] == [str(caught[1].message)]
+    assert saved.rows.shape[0] == 242 and saved.settings["where"] == "loss > 0"
