@@ -11,7 +11,40 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+#: exceptions that mean the user's input or environment is wrong (a file, a value, a permission): one line, exit 2
+USER_ERRORS = (ValueError, OSError)
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Every failure ends in one line on stderr: ``error: ...`` and exit 2 for the user's mistakes (Typer's own
+    parse errors, bad values, unreadable or unwritable files, :data:`USER_ERRORS`); for anything else, one line
+    that says where the full traceback was written, and exit 1; exit 130 when interrupted."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as err:  # Typer's parse errors (its click's ClickException)
+            if type(err).__name__ == "NoArgsIsHelpError":  # `atlas-jax` alone: the help, as --help gives it
+                err.show()
+                code = 0
+            else:
+                ctx = getattr(err, "ctx", None)
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                code = _error(err.format_message() + hint, 2)
+        except (typer.Abort, KeyboardInterrupt):
+            code = _error("interrupted", 130)
+        except USER_ERRORS as err:
+            code = _error(_describe(err), 2)
+        except Exception as err:  # a bug of ours: say so in one line, keep the traceback
+            code = _error(f"internal error ({type(err).__name__}: {err}); the traceback is in {_log(err)}; "
+                          "please report it", 1)
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineErrors,
                   help="Fit scaling laws (Chinchilla, data-constrained, MSL, ATLAS) to training runs, with intervals.")
 
 BUNDLED = {"epoch-chinchilla": "load_chinchilla", "datablations": "load_datablations",
@@ -79,12 +112,8 @@ def fit_cmd(
     """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags), DIR/fit.json and the
     saved fit that plot, plan and predict --fit DIR read (fit.npz: estimates and bootstrap draws; runs.parquet:
     the fitted rows). Exits 3 when no group gives a trustworthy fit (every group flagged)."""
-    try:
-        usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
-                      fix or [], tie or [], group_by, share, where, variant, two_stage, base, columns or [], quiet)
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
+                  fix or [], tie or [], group_by, share, where, variant, two_stage, base, columns or [], quiet)
     if not usable:
         typer.echo("error: no group gave a trustworthy fit (see the flags above and in params.csv): add runs that "
                    "vary what is flagged, fix or share parameters, or use a smaller law", err=True)
@@ -97,8 +126,10 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     are checked before JAX is imported, so a mistake costs no more than reading the table."""
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.data.select import select_fit
+    from atlas_jax.io import check_output
 
     started = time.perf_counter()
+    check_output(out)
     fixed = {}
     for name, value in _assignments(fix, "--fix"):
         try:
@@ -155,26 +186,25 @@ def plan_cmd(
     Refuses (exit 2) when the fit it rests on is flagged; flags what is extrapolated."""
     import json
 
-    try:
-        from atlas_jax.analysis.planner import plan
-        from atlas_jax.data.runs import parse_column_mapping
-        from atlas_jax.engine.saved import SavedFit
+    from atlas_jax.analysis.planner import plan
+    from atlas_jax.data.runs import parse_column_mapping
+    from atlas_jax.engine.saved import SavedFit
+    from atlas_jax.io import check_output
 
-        if runs is None and fit_dir is None:
-            raise ValueError("plan needs --runs RUNS, or --fit DIR (a fit saved by `atlas-jax fit`)")
-        if columns and runs is None:
-            raise ValueError("--columns maps the columns of --runs; a saved fit's rows are already mapped")
-        saved = None if fit_dir is None else SavedFit.load(fit_dir)
-        with warnings.catch_warnings():  # the plan keeps every warning in its notes
-            warnings.simplefilter("ignore", UserWarning)
-            frame = saved.rows if runs is None else _read_runs(runs, parse_column_mapping(columns or []))
-            result = plan(frame, target, law=law and law.value,
-                          languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
-                          flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
-                          bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json), fitted=saved)
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    if out is not None:
+        check_output(out)
+    if runs is None and fit_dir is None:
+        raise ValueError("plan needs --runs RUNS, or --fit DIR (a fit saved by `atlas-jax fit`)")
+    if columns and runs is None:
+        raise ValueError("--columns maps the columns of --runs; a saved fit's rows are already mapped")
+    saved = None if fit_dir is None else SavedFit.load(fit_dir)
+    with warnings.catch_warnings():  # the plan keeps every warning in its notes
+        warnings.simplefilter("ignore", UserWarning)
+        frame = saved.rows if runs is None else _read_runs(runs, parse_column_mapping(columns or []))
+        result = plan(frame, target, law=law and law.value,
+                      languages=[l.strip() for l in (languages or "").split(",") if l.strip()],
+                      flops=flops, tokens=tokens, params=params, from_checkpoint=from_checkpoint,
+                      bootstrap=bootstrap, seed=seed, progress=_progress(quiet or as_json), fitted=saved)
     if out is not None:
         result.save(out)
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
@@ -203,11 +233,7 @@ def predict_cmd(
     row gets one."""
     import json
 
-    try:
-        table, messages = _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns or [])
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    table, messages = _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns or [])
     if as_json:
         typer.echo(json.dumps(table.astype(object).where(table.notna(), None).to_dict(orient="records"), indent=2))
     else:
@@ -232,11 +258,13 @@ def _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns):
 
     from atlas_jax.data.runs import parse_column_mapping, validate_runs
     from atlas_jax.engine.saved import SavedFit
-    from atlas_jax.io import atomic_output_file
+    from atlas_jax.io import atomic_output_file, check_output
     from atlas_jax.laws import get_law
 
     if out is not None and out.suffix.lower() != ".csv":
         raise ValueError(f"--out {out}: expected a .csv file")
+    if out is not None:
+        check_output(out, folder=False)
     one = params is not None or tokens is not None
     if (runs is None) == (not one):
         raise ValueError("predict needs --runs RUNS, or --params N --tokens D (not both)")
@@ -282,11 +310,7 @@ def posterior_cmd(
 ):
     """Sample LAW's posterior on RUNS with NUTS; write DIR/posterior.nc (ArviZ), summary.csv, derived.csv
     and posterior.json (diagnostics, settings, versions)."""
-    try:
-        _posterior(runs, law.value, out, group_by, hierarchical, chains, draws, warmup, seed, columns or [], quiet)
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    _posterior(runs, law.value, out, group_by, hierarchical, chains, draws, warmup, seed, columns or [], quiet)
 
 
 def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmup, seed, columns, quiet=False):
@@ -295,8 +319,10 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     from atlas_jax.bayes import posterior
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.data.select import atlas_law_for, select_rows
+    from atlas_jax.io import check_output
 
     started = time.perf_counter()
+    check_output(out)
     frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, group_by=group_by)
     if law_name == "atlas":
         law_name = atlas_law_for(frame, group_by)
@@ -355,12 +381,8 @@ def plot_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Draw one figure and save it to FILE (PNG or SVG, written atomically)."""
-    try:
-        _plot(kind.value, source, out, law.value if law else None, fit_dir, x, group_by, group, language, size,
-              bootstrap, exponents, params, columns or [], _progress(quiet))
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    _plot(kind.value, source, out, law.value if law else None, fit_dir, x, group_by, group, language, size,
+          bootstrap, exponents, params, columns or [], _progress(quiet))
     typer.echo(f"wrote {out}")
 
 
@@ -373,10 +395,11 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
     import atlas_jax
     from atlas_jax import figures
     from atlas_jax.data.runs import parse_column_mapping
-    from atlas_jax.io import atomic_output_file
+    from atlas_jax.io import atomic_output_file, check_output
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ValueError(f"--out {out}: expected a .png, .svg or .pdf file")
+    check_output(out, folder=False)
     if fit_dir is not None:
         if kind not in ("loss", "residuals"):
             raise ValueError(f"--fit: plot {kind} draws no fit (--fit is for loss and residuals)")
@@ -432,7 +455,10 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
 
             if source is None or not Path(source).exists():
                 raise ValueError(f"plot {kind} needs a posterior.nc written by `atlas-jax posterior`, got {source!r}")
-            idata = _arviz().from_netcdf(source)
+            try:
+                idata = _arviz().from_netcdf(source)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{source}: not a posterior.nc written by `atlas-jax posterior` ({err})") from None
             fig = figures.posterior_pairs(idata, group=group, params=names) if kind == "posterior-pairs" else \
                 figures.posterior_forest(idata, params=names)
     with atomic_output_file(out) as tmp:
@@ -460,14 +486,10 @@ def bench_cmd(
 
     options = {"targets": {} if resamples is None else {"resamples": resamples},
                "throughput": {} if max_fits is None else {"max_fits": max_fits}}
-    try:
-        if dtype not in DTYPES:
-            raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
-        run_suites(suites or list(SUITES), out, dtype=dtype, quick=quick, reference=not no_reference,
-                   options=options, verbose=not quiet)
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    run_suites(suites or list(SUITES), out, dtype=dtype, quick=quick, reference=not no_reference,
+               options=options, verbose=not quiet)
 
 
 @app.command("reference", hidden=True)
@@ -540,6 +562,43 @@ def _read_runs(runs: str, mapping, validate: bool = True):
     else:
         frame = read_table(runs, mapping)
     return validate_runs(frame, required=()).frame if validate else frame
+
+
+def _error(message: str, code: int) -> int:
+    """Print ``error: message`` as one line on stderr; return the exit code."""
+    typer.echo("error: " + " ".join(str(message).split()), err=True)
+    return code
+
+
+def _describe(err: BaseException) -> str:
+    """A user error in words: an OS error names its file and what went wrong."""
+    if isinstance(err, OSError) and getattr(err, "filename", None):
+        return f"{err.filename}: {err.strerror or err}"
+    return str(err) or type(err).__name__
+
+
+def _log(err: BaseException) -> str:
+    """Write ``err``'s traceback to a log file (beside the compilation cache, else the temporary folder); its
+    path."""
+    import tempfile
+    import traceback
+
+    from atlas_jax.runtime import cache_dir
+
+    text = "".join(traceback.format_exception(err))
+    for folder in (cache_dir() and cache_dir().parent / "errors", Path(tempfile.gettempdir())):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix=time.strftime("atlas-jax-error-%Y%m%d-%H%M%S-"), suffix=".log",
+                                        dir=folder)
+            with open(fd, "w") as f:
+                f.write(" ".join(sys.argv) + "\n\n" + text)
+            return path
+        except OSError:
+            continue
+    return "(nowhere: no writable folder)"
 
 
 def main():

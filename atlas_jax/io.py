@@ -12,7 +12,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_output_dir", "atomic_output_file", "write_json", "machine_record", "save_record"]
+__all__ = ["atomic_output_dir", "atomic_output_file", "check_output", "write_json", "machine_record", "save_record"]
+
+
+def check_output(out: str | os.PathLike, folder: bool = True) -> Path:
+    """``out`` if it can be written as a ``folder`` (or a file): a ``ValueError`` naming it when it exists as the
+    other kind, or when its nearest existing parent is not a writable folder. Commands call it before any work."""
+    out = Path(out)
+    kind = "folder" if folder else "file"
+    if out.exists() and out.is_dir() != folder:
+        raise ValueError(f"{out}: exists and is a {'file' if folder else 'folder'}; expected an output {kind} "
+                         f"(give another path)")
+    parent = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or \
+            (out.exists() and not os.access(out, os.W_OK | (os.X_OK if folder else 0))):
+        raise ValueError(f"{out}: cannot write here ({parent if not out.exists() else out} is not writable); "
+                         f"expected a writable output {kind}")
+    return out
 
 
 @contextlib.contextmanager
@@ -22,7 +38,7 @@ def atomic_output_dir(out: str | os.PathLike):
     A new ``out`` appears by one rename; in an existing ``out`` each file is replaced by one rename.
     On failure the temporary folder is removed and ``out`` is left as it was.
     """
-    out = Path(out)
+    out = check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -45,7 +61,7 @@ def atomic_output_dir(out: str | os.PathLike):
 def atomic_output_file(out: str | os.PathLike):
     """Yield a temporary path beside ``out`` (same suffix); on success it replaces ``out`` by one rename, on
     failure it is removed and ``out`` is left as it was."""
-    out = Path(out)
+    out = check_output(out, folder=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,16 +158,45 @@ def load_runs(
 
 def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The rows of a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file with canonical column names
-    (:func:`rename_columns`), not yet validated. Run ids are read as text (``01`` stays ``01``). Raises
+    (:func:`rename_columns`), not yet validated. Run ids are read as text (``01`` stays ``01``); a UTF-8
+    byte-order mark and empty rows at the end are dropped. Raises
     ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` for another suffix."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"run table not found: {str(path)!r}")
+    if not path.is_file():
+        raise ValueError(f"run table {str(path)!r}: not a file; expected a CSV or Parquet file")
     name = path.name.lower()
     reader = next((read for suffix, read in _SUFFIXES.items() if name.endswith(suffix)), None)
     if reader is None:
         raise ValueError(f"run table {str(path)!r}: unsupported file type; expected one of {list(_SUFFIXES)}")
-    raw = pd.read_csv(path, dtype={(columns or {}).get("run", "run"): str}) if reader is pd.read_csv else reader(path)
+    kind = "CSV" if reader is pd.read_csv else "Parquet"
+    where = f"run table {str(path)!r}"
+    try:
+        raw = pd.read_csv(path, dtype={(columns or {}).get("run", "run"): str}, encoding="utf-8-sig") \
+            if kind == "CSV" else reader(path)  # utf-8-sig: a byte-order mark (Excel's UTF-8 CSV) is not a name
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at position "
+                         f"{err.start}); save it as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{where}: empty; expected a header row, then one row per run") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{where}: not a readable CSV ({' '.join(str(err).split())})") from None
+    except (OSError, EOFError, zlib.error) as err:  # a .gz that is not gzip, a truncated or foreign file
+        raise ValueError(f"{where}: not a readable {kind}{' (gzip)' if name.endswith('.gz') else ''} file "
+                         f"({type(err).__name__}: {err})") from None
+    except Exception as err:  # Parquet readers (pyarrow) raise their own types
+        if kind == "CSV":
+            raise
+        raise ValueError(f"{where}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+    filled = np.flatnonzero(raw.notna().any(axis=1).to_numpy())
+    raw = raw.iloc[: filled[-1] + 1 if len(filled) else 0]  # empty trailing rows of a spreadsheet export
+    if raw.shape[1] == 0 or raw.empty:
+        raise ValueError(f"{where}: no rows; expected a header row, then one row per run")
+    separator = next((sep for sep in (";", "\t", "|") if raw.shape[1] == 1 and sep in str(raw.columns[0])), None)
+    if separator is not None:
+        raise ValueError(f"{where}: one column named {str(raw.columns[0])[:60]!r}: the file is separated by "
+                         f"{separator!r}; expected commas (save it as comma-separated CSV)")
     return rename_columns(raw, columns or {})
 
 

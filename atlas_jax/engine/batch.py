@@ -298,6 +298,8 @@ def fit_arrays(
     require_x64()
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
+    _check_settings(delta=delta, bootstrap=bootstrap, level=level, screen_steps=screen_steps, keep=keep,
+                    max_steps=max_steps, memory_budget=memory_budget)
     cons = Constraints.build(law, fix, tie)
     devices = _devices(devices)
     share = list(dict.fromkeys(share or ()))
@@ -467,6 +469,31 @@ def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int
         raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit ({n} runs, {S} starts "
                          f"per row: {2 * per_row + _problem_bytes(q) + per_row / S:.0f} bytes); raise it")
     return chunk
+
+
+def _check_settings(**settings) -> None:
+    """``ValueError`` listing every setting outside its domain: ``delta`` finite > 0, ``level`` in (0, 1),
+    ``bootstrap`` and ``screen_steps`` integers >= 0, ``keep`` and ``max_steps`` integers >= 1, ``memory_budget``
+    > 0."""
+    rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
+                                                            "residuals, e.g. 1e-3)"),
+             "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
+             "bootstrap": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+             "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+             "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+             "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+             "memory_budget": (lambda v: v > 0, "a number of bytes > 0")}
+    bad = []
+    for name, value in settings.items():
+        ok, expected = rules[name]
+        try:
+            good = bool(ok(float(value)))
+        except (TypeError, ValueError, OverflowError):
+            good = False
+        if not good:
+            bad.append(f"{name} = {value!r}: expected {expected}")
+    if bad:
+        raise ValueError("; ".join(bad))
 
 
 def _check_arrays(law: Law, data: GroupedData) -> None:

@@ -49,7 +49,13 @@ class Constraints:
             p = law.params[i]
             if p.log and not value > 0:
                 raise ValueError(f"--fix {name}={value}: {p.name} must be > 0")
-            offset[i] = p.to_internal(float(value))
+            internal = p.to_internal(float(value)) if np.isfinite(value) else np.nan
+            low, high = p.bounds
+            if not low <= internal <= high:
+                shown = [float(p.to_public(b)) for b in p.bounds]
+                raise ValueError(f"--fix {name}={value}: expected a finite value in [{shown[0]:.6g}, {shown[1]:.6g}], "
+                                 f"the domain the law gives {p.name}")
+            offset[i] = internal
             fixed_idx.add(i)
         for i in range(P):  # a parameter tied to a fixed one is fixed too
             if owner[i] in fixed_idx and i not in fixed_idx:
