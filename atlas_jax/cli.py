@@ -142,8 +142,8 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
                    share=[p.strip() for p in (share or "").split(",") if p.strip()])
     with warnings.catch_warnings():  # every warning is kept in the saved fit and echoed below, once
         warnings.simplefilter("ignore", UserWarning)
-        selection = select_fit(_read_runs(runs, mapping, validate=False), law_name, group_by=group_by, where=where,
-                               variant=variant, two_stage=two_stage, base=base)
+        selection = select_fit(_read_runs(runs, mapping, validate=False, group_by=group_by), law_name,
+                               group_by=group_by, where=where, variant=variant, two_stage=two_stage, base=base)
 
         from atlas_jax.engine.saved import SavedFit  # JAX from here on
 
@@ -323,7 +323,8 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
 
     started = time.perf_counter()
     check_output(out)
-    frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns)), law_name, group_by=group_by)
+    frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns), group_by=group_by), law_name,
+                               group_by=group_by)
     if law_name == "atlas":
         law_name = atlas_law_for(frame, group_by)
     with warnings.catch_warnings():  # diagnostics are echoed below, once
@@ -424,7 +425,8 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
                 raise ValueError(f"plot {kind} needs RUNS and --law, or --fit DIR")
             from atlas_jax.data.select import atlas_law_for, select_rows
 
-            frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns)), law, group_by=group_by)
+            frame, _ = select_rows(_read_runs(source, parse_column_mapping(columns), group_by=group_by), law,
+                                   group_by=group_by)
             if law == "atlas":
                 law = atlas_law_for(frame, group_by)
             result = atlas_jax.fit(law, frame, group_by=group_by, bootstrap=bootstrap, progress=progress)
@@ -550,7 +552,7 @@ def _progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def _read_runs(runs: str, mapping, validate: bool = True):
+def _read_runs(runs: str, mapping, validate: bool = True, group_by: str | None = None):
     """A run table from a file or a bundled dataset name, column mapping applied, lightly validated (unless not
     ``validate``: the rows as read)."""
     import atlas_jax
@@ -560,7 +562,7 @@ def _read_runs(runs: str, mapping, validate: bool = True):
         bundled = getattr(atlas_jax, BUNDLED[runs])()
         frame = rename_columns((bundled[0] if isinstance(bundled, tuple) else bundled).frame, mapping)
     else:
-        frame = read_table(runs, mapping)
+        frame = read_table(runs, mapping, text=(group_by,) if group_by else ())
     return validate_runs(frame, required=()).frame if validate else frame
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,14 @@ from atlas_jax.cli import app
 GOOD = "params,tokens,loss\n" + "".join(
     f"{n:g},{d:g},{1.7 + 400 / n ** 0.34 + 410 / d ** 0.28:.6f}\n"
     for n in (1e8, 2e8, 4e8, 8e8) for d in (2e9, 4e9, 8e9))
+
+def edited(*cells, **columns) -> str:
+    """GOOD as CSV text with ``columns`` added (one value for every row) and ``cells`` (row, column, text) set."""
+    frame = pd.read_csv(StringIO(GOOD), dtype=str).assign(**columns)
+    for row, column, text in cells:
+        frame.loc[row, column] = text
+    return frame.to_csv(index=False)
+
 
 #: name -> (files to write {name: text or bytes}, argv after `atlas-jax`, a regex the error line must match)
 CATALOGUE = {
@@ -64,6 +73,17 @@ CATALOGUE = {
                         r"column 'loss': NaN or infinite value\(s\) at rows \[12\]"),
     "infinite tokens": ({"t.csv": GOOD.replace("\n4e+08,2e+09,", "\n4e+08,inf,", 1)},
                         "fit t.csv --law chinchilla --out OUT", "column 'tokens': NaN or infinite"),
+    "several problems at once": ({"t.csv": edited((6, "params", "-4e8"), (11, "loss", "nan"))},
+                                 "fit t.csv --law chinchilla --out OUT",
+                                 r"2 problems in the run table: (?=.*column 'params': non-positive value\(s\) at "
+                                 r"rows \[6\])(?=.*column 'loss': NaN or infinite value\(s\) at rows \[11\])"),
+    "missing group label": ({"t.csv": edited((0, "language", ""), language="en")},
+                            "fit t.csv --law chinchilla --out OUT --group-by language",
+                            r"column 'language': missing group label\(s\) at rows \[0\]"),
+    "bootstrap of one": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --bootstrap 1",
+                         r"bootstrap = 1: expected 0 \(no interval\) or an integer >= 2"),
+    "bootstrap beyond memory": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --bootstrap 1000000000000",
+                                "GiB, more than half of this machine's .* expected at most"),
     "too few runs": ({"t.csv": "\n".join(GOOD.split("\n")[:4]) + "\n"}, "fit t.csv --law chinchilla --out OUT",
                      "no group has the 5 runs"),
     "unique above tokens": ({"t.csv": GOOD}, "fit t.csv --law data_constrained --out OUT",
@@ -85,7 +105,7 @@ CATALOGUE = {
                          "--fix alpha=abc: expected a number"),
     "fix unknown parameter": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --fix gamma=1", "gamma"),
     "negative bootstrap": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --bootstrap -1",
-                           "bootstrap = -1: expected an integer >= 0"),
+                           r"bootstrap = -1: expected 0 \(no interval\) or an integer >= 2"),
     "tie to itself": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --tie alpha=alpha",
                       "cannot tie 'alpha' to itself"),
     "column mapping to nothing": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --columns params=N",
@@ -198,3 +218,20 @@ def test_spreadsheet_exports_are_read(tmp_path):
     assert list(frame.columns) == ["params", "tokens", "loss"] and len(frame) == 12
     np.testing.assert_allclose(frame["params"].iloc[:3], [1e8] * 3)
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_cells_a_table_in_memory_may_hold(tmp_path):
+    """In memory a table can hold what no CSV does: True (not a number), a list (not a label or a number); group
+    labels read as text keep 01 apart from 1."""
+    from atlas_jax.data.runs import read_table, validate_runs
+
+    frame = pd.read_csv(StringIO(GOOD)).astype(object)
+    with pytest.raises(ValueError, match=r"column 'params': non-numeric value\(s\) at rows \[0\]: \[True\]"):
+        validate_runs(frame.assign(params=[True] + list(frame["params"].iloc[1:])))
+    with pytest.raises(ValueError, match=r"column 'case': group label\(s\) that are not text or numbers at rows \[0\]"):
+        validate_runs(frame.assign(case=[["en"]] + ["en"] * 11), group_by="case")
+    with pytest.raises(ValueError, match=r"column 'loss': non-numeric value\(s\) at rows \[1\]"):
+        validate_runs(frame.assign(loss=[3.1, [3.2]] + list(frame["loss"].iloc[2:])))
+    path = tmp_path / "t.csv"
+    path.write_text(edited(case=["01"] * 6 + ["1"] * 6))
+    assert list(read_table(path, text=("case",))["case"].unique()) == ["01", "1"]

@@ -379,7 +379,7 @@ def _verdict(frame, target, is_target, finetune, n_plan, planned, from_checkpoin
         scratch = scratch[scratch["num_languages"] == 1]
     curves = pd.concat([scratch, ft]).assign(regime=lambda f: np.where(f["regime"] == "finetune", "finetune",
                                                                          "pretrain"))
-    table = fit_crossovers(curves[["language", "params", "regime", "tokens", "loss"]], bootstrap=max(bootstrap, 1),
+    table = fit_crossovers(curves[["language", "params", "regime", "tokens", "loss"]], bootstrap=max(bootstrap, 2),
                            seed=seed, level=level)
     crossing = table[np.isfinite(table["crossover_tokens"]) & (table["crossover_tokens"] > 0)]
     if len(crossing) >= 2:

@@ -156,9 +156,11 @@ def load_runs(
                          languages=languages)
 
 
-def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None = None,
+               text: Sequence[str] = ()) -> pd.DataFrame:
     """The rows of a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file with canonical column names
-    (:func:`rename_columns`), not yet validated. Run ids are read as text (``01`` stays ``01``); a UTF-8
+    (:func:`rename_columns`), not yet validated. Run ids and the columns ``text`` (canonical names, e.g. the ``group_by`` column) are read as
+    text (``01`` stays ``01``, apart from ``1``); a UTF-8
     byte-order mark and empty rows at the end are dropped. Raises
     ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` for another suffix."""
     path = Path(path)
@@ -173,7 +175,8 @@ def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None =
     kind = "CSV" if reader is pd.read_csv else "Parquet"
     where = f"run table {str(path)!r}"
     try:
-        raw = pd.read_csv(path, dtype={(columns or {}).get("run", "run"): str}, encoding="utf-8-sig") \
+        as_text = {(columns or {}).get(c, c): str for c in ("run", *text)}
+        raw = pd.read_csv(path, dtype=as_text, encoding="utf-8-sig") \
             if kind == "CSV" else reader(path)  # utf-8-sig: a byte-order mark (Excel's UTF-8 CSV) is not a name
     except UnicodeDecodeError as err:
         raise ValueError(f"{where}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at position "
@@ -251,9 +254,16 @@ def validate_runs(
     absent = [f"tokens_{lang}" for lang in languages if f"tokens_{lang}" not in frame.columns]
     if absent:
         raise ValueError(f"languages={languages}: no mixture column(s) {absent}; {available}")
+    problems: list[str] = []
+    if group_by is not None:
+        labels = frame[group_by]
+        _check(problems, labels, labels.isna(), "missing group label(s)", "a label on every row")
+        _check(problems, labels, labels.map(lambda v: isinstance(v, (list, dict, set, tuple, np.ndarray))),
+               "group label(s) that are not text or numbers", "one label per row")
     if "run" in frame.columns:
-        _check(frame["run"], frame["run"].isna(), "missing run id(s)", "an id on every row")
+        _check(problems, frame["run"], frame["run"].isna(), "missing run id(s)", "an id on every row")
         frame["run"] = frame["run"].astype(str)
+    _raise(problems)  # the group labels and run ids are used below
     mix, orphans, ordinary = _resolve(frame, languages)
     if orphans:
         raise ValueError(f"column(s) {orphans}: unique_<lang> without a matching tokens_<lang> column")
@@ -261,24 +271,27 @@ def validate_runs(
     unique_mix = [c for c in (f"unique_{x}" for x in mix) if c in frame.columns]
 
     for column in [c for c in NUMERIC_COLUMNS if c in frame.columns] + token_mix + unique_mix:
-        frame[column] = _numeric(frame[column])
+        frame[column] = _numeric(frame[column], problems)
     for column in POSITIVE_COLUMNS:
         if column in frame.columns:
-            _check(frame[column], frame[column] <= 0, "non-positive value(s)", "numbers > 0")
+            _check(problems, frame[column], frame[column] <= 0, "non-positive value(s)", "numbers > 0")
     for column in token_mix + unique_mix:
-        _check(frame[column], frame[column] < 0, "negative value(s)", "numbers >= 0")
+        _check(problems, frame[column], frame[column] < 0, "negative value(s)", "numbers >= 0")
     for column, low in (("num_languages", 1), ("step", 0)):
         if column in frame.columns:
             values = frame[column]
-            _check(values, (values < low) | (values != np.floor(values)), "invalid value(s)", f"integers >= {low}")
+            _check(problems, values, (values < low) | (values != np.floor(values)), "invalid value(s)",
+                   f"integers >= {low}")
     if "regime" in frame.columns:
-        _check(frame["regime"], ~frame["regime"].isin(REGIMES), "unknown value(s)", f"one of {list(REGIMES)}")
+        _check(problems, frame["regime"], ~frame["regime"].isin(REGIMES), "unknown value(s)",
+               f"one of {list(REGIMES)}")
     if token_mix and "tokens" in frame.columns:
         tokens = frame["tokens"]
-        _check(tokens, (frame[token_mix].sum(axis=1) - tokens).abs() > MIXTURE_RTOL * tokens,
+        _check(problems, tokens, (frame[token_mix].sum(axis=1) - tokens).abs() > MIXTURE_RTOL * tokens,
                f"mixture tokens do not add up to 'tokens' (sum of {token_mix}; tokens_<x> is a mixture column "
                "when x is a 'language' value, one of languages= or a language code)",
                f"the sum to match within relative {MIXTURE_RTOL:g}")
+    _raise(problems)
     frame.attrs[_LANGUAGES] = mix
 
     notes = []
@@ -308,14 +321,20 @@ def _listing(items: Sequence[object]) -> str:
     return head + (f" ... and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
 
 
-def _check(values: pd.Series, bad: pd.Series, problem: str, expected: str) -> None:
-    """Raises if any row is ``bad``, naming the column, the rows and their values."""
+def _check(problems: list[str], values: pd.Series, bad: pd.Series, problem: str, expected: str) -> None:
+    """Add a problem to ``problems`` if any row is ``bad``, naming the column, the rows and their values."""
     rows = np.flatnonzero(np.asarray(bad, dtype=bool))
     if rows.size:
         shown = _listing([repr(v) for v in values.iloc[rows[:_SHOW]].tolist()])
-        raise ValueError(
-            f"column {values.name!r}: {problem} at rows {_listing(rows.tolist())}: {shown}; expected {expected}"
-        )
+        problems.append(f"column {values.name!r}: {problem} at rows {_listing(rows.tolist())}: {shown}; "
+                        f"expected {expected}")
+
+
+def _raise(problems: list[str]) -> None:
+    """One ``ValueError`` naming every problem found (the first ``_SHOW``, then how many more)."""
+    if problems:
+        head = "; ".join(problems[:_SHOW]) + (f"; and {len(problems) - _SHOW} more" if len(problems) > _SHOW else "")
+        raise ValueError(head if len(problems) == 1 else f"{len(problems)} problems in the run table: {head}")
 
 
 def _suffix(name: object, kind: str) -> str | None:
@@ -393,15 +412,23 @@ def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFr
 
 
 def _floats(values: pd.Series) -> np.ndarray:
-    """``values`` as a float64 array, NaN where not a number."""
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    """``values`` as a float64 array, NaN where not a number (a list or dict cell among them)."""
+    try:
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    except TypeError:  # cells pandas cannot even try (lists, dicts)
+        scalar = values.map(lambda v: np.ndim(v) == 0 and not isinstance(v, dict))
+        return pd.to_numeric(values.where(scalar, np.nan), errors="coerce").to_numpy(dtype="float64",
+                                                                                   na_value=np.nan)
 
 
-def _numeric(values: pd.Series) -> pd.Series:
-    """``values`` as float64; raises on non-numeric, NaN or infinite entries."""
+def _numeric(values: pd.Series, problems: list[str]) -> pd.Series:
+    """``values`` as float64; non-numeric (True and False among them), NaN or infinite entries are added to
+    ``problems``."""
     out = pd.Series(_floats(values), name=values.name)
-    _check(values, out.isna() & values.notna(), "non-numeric value(s)", "numbers")
-    _check(out, ~np.isfinite(out), "NaN or infinite value(s)", "finite numbers")
+    flags = values.map(lambda v: isinstance(v, (bool, np.bool_)))  # True is not 1 run or 1 token
+    text = (out.isna() & values.notna()) | flags
+    _check(problems, values, text, "non-numeric value(s)", "numbers")
+    _check(problems, out, ~np.isfinite(out) & ~text, "NaN or infinite value(s)", "finite numbers")
     return out
 
 

@@ -15,6 +15,7 @@ group's estimate (or by the whole multi-start); intervals are percentiles of the
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import warnings
@@ -311,6 +312,7 @@ def fit_arrays(
         raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
     unit = _bootstrap_unit(bootstrap_unit, data.run is not None, resample_indices)
     _check_arrays(law, data)
+    _check_memory(bootstrap, data.mask.shape, len(law.params))
     n_needed = cons.n_free - len(share)
     data, skipped = _drop_small_groups(data, max(n_needed, 1), law.name)
     notes, given = list(notes), len(notes)
@@ -478,7 +480,7 @@ def _check_settings(**settings) -> None:
     rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
                                                             "residuals, e.g. 1e-3)"),
              "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
-             "bootstrap": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+             "bootstrap": (lambda v: int(v) == v and v != 1 and v >= 0, "0 (no interval) or an integer >= 2"),
              "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
              "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
              "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
@@ -494,6 +496,20 @@ def _check_settings(**settings) -> None:
             bad.append(f"{name} = {value!r}: expected {expected}")
     if bad:
         raise ValueError("; ".join(bad))
+
+
+def _check_memory(bootstrap: int, shape: tuple[int, int], n_params: int) -> None:
+    """``ValueError`` when the resamples' weights and draws ([G, B, n + 2 P] float64) would not fit in half the
+    machine's memory."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    per_resample = shape[0] * (shape[1] + 2 * n_params) * 8
+    if bootstrap * per_resample > memory / 2:
+        raise ValueError(f"bootstrap = {bootstrap}: the resamples' weights and draws need "
+                         f"{bootstrap * per_resample / 2**30:.3g} GiB, more than half of this machine's "
+                         f"{memory / 2**30:.3g} GiB; expected at most {int(memory / 2 / per_resample):,} resamples")
 
 
 def _check_arrays(law: Law, data: GroupedData) -> None:
