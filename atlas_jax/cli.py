@@ -111,12 +111,13 @@ def fit_cmd(
 ):
     """Fit LAW to RUNS; write DIR/params.csv (group,param,estimate[,ci_low,ci_high],flags), DIR/fit.json and the
     saved fit that plot, plan and predict --fit DIR read (fit.npz: estimates and bootstrap draws; runs.parquet:
-    the fitted rows). Exits 3 when no group gives a trustworthy fit (every group flagged)."""
+    the fitted rows). When no group gives a trustworthy fit (every group flagged) the table is DIR/diagnostics.csv
+    instead of params.csv, and the exit code 3."""
     usable = _fit(runs, law.value, out, delta, bootstrap, bootstrap_unit and bootstrap_unit.value, seed,
                   fix or [], tie or [], group_by, share, where, variant, two_stage, base, columns or [], quiet)
     if not usable:
-        typer.echo("error: no group gave a trustworthy fit (see the flags above and in params.csv): add runs that "
-                   "vary what is flagged, fix or share parameters, or use a smaller law", err=True)
+        typer.echo("error: no group gave a trustworthy fit (see the flags above and in diagnostics.csv): add runs "
+                   "that vary what is flagged, fix or share parameters, or use a smaller law", err=True)
         raise typer.Exit(code=3)
 
 
@@ -136,6 +137,8 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
             fixed[name] = float(value)
         except ValueError:
             raise ValueError(f"--fix {name}={value}: expected a number") from None
+    if bootstrap == 1:
+        raise ValueError("--bootstrap 1: one resample gives no interval; expected 0 (none) or at least 2 (e.g. 1000)")
     mapping = parse_column_mapping(columns)
     options = dict(delta=delta, fix=fixed, tie=_assignments(tie, "--tie"), bootstrap=bootstrap,
                    bootstrap_unit=bootstrap_unit, seed=seed, progress=_progress(quiet),
@@ -153,8 +156,8 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     typer.echo(table)
     for w in saved.warnings:
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"{line}; wrote {out}/params.csv, fit.json, fit.npz and runs.parquet")
-    return any(u for r in saved.results for u in r.usable)
+    typer.echo(f"{line}; wrote {out}/{saved.table_name}, fit.json, fit.npz and runs.parquet")
+    return saved.usable
 
 
 @app.command("plan")

@@ -22,7 +22,8 @@ def test_fit_writes_params_and_json(tmp_path):
     res = run("fit", "datablations", "--law", "data_constrained", "--out", out, "--bootstrap", 20, "--seed", 3, *FIX)
     assert res.exit_code == 3, res.output  # R_D*, R_N* intervals span decades: flagged, written, no usable group
     assert "not a trustworthy fit: wide-interval (R_D_star, R_N_star)" in res.output
-    params = pd.read_csv(out / "params.csv", keep_default_na=False)
+    params = pd.read_csv(out / "diagnostics.csv", keep_default_na=False)  # no usable group: not params.csv
+    assert not (out / "params.csv").exists() and json.loads((out / "fit.json").read_text())["usable"] is False
     assert params.set_index("param").loc["R_N_star", "flags"] == "wide_interval"
     assert list(params.columns) == ["group", "param", "estimate", "ci_low", "ci_high", "flags"]
     est = params.set_index("param")["estimate"]

@@ -480,7 +480,7 @@ def _check_settings(**settings) -> None:
     rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
                                                             "residuals, e.g. 1e-3)"),
              "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
-             "bootstrap": (lambda v: int(v) == v and v != 1 and v >= 0, "0 (no interval) or an integer >= 2"),
+             "bootstrap": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
              "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
              "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
              "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),

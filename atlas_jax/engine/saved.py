@@ -15,7 +15,9 @@ The folder (format ``atlas-jax.fit``, version 1), written atomically by :meth:`S
   ``grad_norm``, ``n_runs``, ``condition`` and, when bootstrapped, ``samples`` [group, resample, parameter],
   ``sample_status`` [group, resample], ``ci_low``, ``ci_high``.
 - ``runs.parquet``: the selected, validated rows the fits were made on (every group's).
-- ``params.csv``: ``group, param, estimate[, ci_low, ci_high], flags[, law]``, the estimates for people.
+- ``params.csv``: ``group, param, estimate[, ci_low, ci_high], flags[, law]``, the estimates for people; when
+  no group is usable (every one flagged), the same table is ``diagnostics.csv`` instead, and no ``params.csv``
+  is written: nothing in the folder looks like an answer.
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ class SavedFit:
                     "bootstrap_unit": first.bootstrap_unit, "seed": options.get("seed", 0), "level": first.level,
                     "fixed": first.fixed, "ties": [list(t) for t in first.ties], "shared": list(first.shared)}
         return cls(tuple(results), sel.table.frame, settings, tuple(notes))
+
+    @property
+    def usable(self) -> bool:
+        """Whether any group's fit is usable (has no flag)."""
+        return any(u for r in self.results for u in r.usable)
+
+    @property
+    def table_name(self) -> str:
+        """``params.csv``, or ``diagnostics.csv`` when no group is usable (module doc)."""
+        return "params.csv" if self.usable else "diagnostics.csv"
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -250,10 +262,10 @@ class SavedFit:
             a, meta = r.to_record()
             arrays.update({f"{i}.{k}": v for k, v in a.items()})
             metas.append(meta)
-        info = {**self.record(), **(record or {}), "format": {"name": FORMAT, "version": VERSION}, "settings": self.settings,
+        info = {**self.record(), **(record or {}), "usable": self.usable, "format": {"name": FORMAT, "version": VERSION}, "settings": self.settings,
                 "notes": list(self.notes), "languages": list(mixture_languages(self.rows)), "results": metas}
         with atomic_output_dir(out) as tmp:
-            self.params().to_csv(tmp / "params.csv", index=False)
+            self.params().to_csv(tmp / self.table_name, index=False)
             np.savez(tmp / "fit.npz", **arrays)
             self.rows.to_parquet(tmp / ROWS, index=False)
             write_json(tmp / "fit.json", info)

@@ -179,7 +179,8 @@ def test_cli_writes_flags_and_exits_3_without_a_usable_group(tmp_path):
     assert result.exit_code == 3, result.output
     assert "not a trustworthy fit: collapsed (E)" in result.output
     assert "all: flagged" in result.output and "0 of 1 group(s) usable" in result.output
-    params = pd.read_csv(tmp_path / "out" / "params.csv", keep_default_na=False)
+    params = pd.read_csv(tmp_path / "out" / "diagnostics.csv", keep_default_na=False)
+    assert not (tmp_path / "out" / "params.csv").exists() and "wrote " in result.output
     assert params.set_index("param").loc["E", "flags"].split(";")[0] == "collapsed"
     info = json.loads((tmp_path / "out" / "fit.json").read_text())["groups"]["all"]
     assert info["status"] == "flagged" and info["solver_status"] in ("converged", "at_bound")
