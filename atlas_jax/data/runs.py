@@ -404,6 +404,14 @@ def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFr
                 f"column mapping {canonical}={source}: source column {source!r} not in the table; "
                 f"available columns: {list(frame.columns)}"
             )
+    targets: dict[str, list[str]] = {}
+    for canonical, source in columns.items():
+        targets.setdefault(source, []).append(canonical)
+    twice = {source: names for source, names in targets.items() if len(names) > 1}
+    if twice:
+        source, names = next(iter(twice.items()))
+        raise ValueError(f"column mapping: source column {source!r} is mapped to {' and '.join(names)}; "
+                         "expected one canonical name per source column")
     renamed = frame.rename(columns={source: canonical for canonical, source in columns.items()})
     clashes = renamed.columns[renamed.columns.duplicated()].unique().tolist()
     if clashes:
