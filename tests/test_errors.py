@@ -231,8 +231,10 @@ def test_cells_a_table_in_memory_may_hold(tmp_path):
     frame = pd.read_csv(StringIO(GOOD)).astype(object)
     with pytest.raises(ValueError, match=r"column 'params': non-numeric value\(s\) at rows \[0\]: \[True\]"):
         validate_runs(frame.assign(params=[True] + list(frame["params"].iloc[1:])))
-    with pytest.raises(ValueError, match=r"column 'case': group label\(s\) that are not text or numbers at rows \[0\]"):
+    with pytest.raises(ValueError, match=r"column 'case': label\(s\) that are not text or numbers at rows \[0\]"):
         validate_runs(frame.assign(case=[["en"]] + ["en"] * 11), group_by="case")
+    with pytest.raises(ValueError, match=r"column 'language': label\(s\) that are not text or numbers at rows \[0\]"):
+        validate_runs(frame.assign(language=[["en"]] + ["en"] * 11))
     with pytest.raises(ValueError, match=r"column 'loss': non-numeric value\(s\) at rows \[1\]"):
         validate_runs(frame.assign(loss=[3.1, [3.2]] + list(frame["loss"].iloc[2:])))
     path = tmp_path / "t.csv"

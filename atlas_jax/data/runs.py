@@ -159,8 +159,8 @@ def load_runs(
 def read_table(path: str | os.PathLike[str], columns: Mapping[str, str] | None = None,
                text: Sequence[str] = ()) -> pd.DataFrame:
     """The rows of a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file with canonical column names
-    (:func:`rename_columns`), not yet validated. Run ids and the columns ``text`` (canonical names, e.g. the ``group_by`` column) are read as
-    text (``01`` stays ``01``, apart from ``1``); a UTF-8
+    (:func:`rename_columns`), not yet validated. Run ids and the columns ``text`` (canonical names, e.g. the
+    ``group_by`` column) are read as text (``01`` stays ``01``, apart from ``1``); a UTF-8
     byte-order mark and empty rows at the end are dropped. Raises
     ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` for another suffix."""
     path = Path(path)
@@ -256,10 +256,11 @@ def validate_runs(
         raise ValueError(f"languages={languages}: no mixture column(s) {absent}; {available}")
     problems: list[str] = []
     if group_by is not None:
-        labels = frame[group_by]
-        _check(problems, labels, labels.isna(), "missing group label(s)", "a label on every row")
-        _check(problems, labels, labels.map(lambda v: isinstance(v, (list, dict, set, tuple, np.ndarray))),
-               "group label(s) that are not text or numbers", "one label per row")
+        _check(problems, frame[group_by], frame[group_by].isna(), "missing group label(s)", "a label on every row")
+    for column in dict.fromkeys(c for c in ("language", "run", "regime", group_by) if c in frame.columns):
+        _check(problems, frame[column], frame[column].map(lambda v: isinstance(v, (list, dict, set, tuple,
+                                                                                   np.ndarray))),
+               "label(s) that are not text or numbers", "one label per row")
     if "run" in frame.columns:
         _check(problems, frame["run"], frame["run"].isna(), "missing run id(s)", "an id on every row")
         frame["run"] = frame["run"].astype(str)
