@@ -591,9 +591,8 @@ def _log(err: BaseException) -> str:
     from atlas_jax.runtime import cache_dir
 
     text = "".join(traceback.format_exception(err))
-    for folder in (cache_dir() and cache_dir().parent / "errors", Path(tempfile.gettempdir())):
-        if folder is None:
-            continue
+    cache = cache_dir()
+    for folder in ([cache.parent / "errors"] if cache else []) + [Path(tempfile.gettempdir())]:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, path = tempfile.mkstemp(prefix=time.strftime("atlas-jax-error-%Y%m%d-%H%M%S-"), suffix=".log",

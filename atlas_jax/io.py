@@ -26,7 +26,8 @@ def check_output(out: str | os.PathLike, folder: bool = True) -> Path:
     parent = next((p for p in out.absolute().parents if p.exists()), Path("/"))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or \
             (out.exists() and not os.access(out, os.W_OK | (os.X_OK if folder else 0))):
-        raise ValueError(f"{out}: cannot write here ({parent if not out.exists() else out} is not writable); "
+        raise ValueError(f"{out}: cannot write here ({parent if not out.exists() else out} is not a writable "
+                         f"{'folder' if not out.exists() or folder else 'file'}); "
                          f"expected a writable output {kind}")
     return out
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..laws import atlas_law, atlas_law_name, transfer_languages
+from ..laws import atlas_law, atlas_law_name, get_law, transfer_languages
 from ..laws.atlas import ATLAS_VARIANTS
 from .runs import RunTable, split_groups, validate_runs
 
@@ -128,10 +128,8 @@ def select_fit(frame: pd.DataFrame, law: str, *, group_by: str | None = None, wh
                variant: str | None = None, two_stage: bool = False, base: str | None = None) -> Selection:
     """The :class:`Selection` of ``frame`` (canonical column names) for a fit of ``law``: the options checked
     together, the rows chosen (:func:`select_rows`), validated once (:func:`~atlas_jax.data.runs.validate_runs`;
-    its warnings are given once and kept in ``notes``) and, for ``atlas``, every group's variant
-    (:func:`atlas_variants`). Every note is given once (``UserWarning``). Needs no JAX, so a mistake is reported at the cost of reading the table."""
-    from ..laws import get_law
-
+    its warnings are given once and kept in ``notes``, as are the selection's notes) and, for ``atlas``, every
+    group's variant (:func:`atlas_variants`). Needs no JAX, so a mistake costs no more than reading the table."""
     if variant is not None and law != "atlas":
         raise ValueError("--variant applies to --law atlas only")
     if two_stage and law != "data_constrained":
@@ -141,8 +139,7 @@ def select_fit(frame: pd.DataFrame, law: str, *, group_by: str | None = None, wh
     frame, notes = select_rows(frame, law, where=where, group_by=group_by)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
-    required = ("params", "tokens", "loss", "language") if law == "atlas" else get_law(law).required
-    table = validate_runs(frame, required=required, group_by=group_by)
+    table = validate_runs(frame, required=get_law(law).required, group_by=group_by)
     parts = atlas_variants(table.frame, group_by, variant) if law == "atlas" else None
     return Selection(law, RunTable(table.frame), tuple(notes) + table.warnings, parts, group_by, where, variant,
                      two_stage, base)
