@@ -46,6 +46,8 @@ __all__ = ["fit", "fit_arrays", "GroupedData", "group_data", "solve_batch", "pro
 DTYPES = ("float64", "float32", "mixed")
 BOOTSTRAP_UNITS = ("run", "row")
 PROGRESS_MIN = 2**22  # fits x runs of a batch worth a progress bar (~3 s on a 2-core CPU)
+ROW_CHUNK = 4096  # groups of more runs are padded to a multiple of it and evaluated a chunk at a time
+POLISH_ALL = 4  # the subsample's best optima polished on all runs (screen_rows)
 
 
 def require_x64() -> None:
@@ -154,6 +156,8 @@ def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0
     traced, so one compiled program serves every batch of the same padded shapes (:func:`problem_shapes`).
     Returns :class:`Solution` arrays with leading axis ``count`` (undefined past ``n_problems``).
 
+    Groups of more than ``ROW_CHUNK`` runs (``n`` then a multiple of it) are evaluated ``ROW_CHUNK`` runs at a
+    time, so a slot's memory does not grow with the table (:func:`~atlas_jax.engine.solver.solve_many`).
     The problems are split into ``devices`` equal contiguous blocks, one per device (``jax.shard_map``; under
     ``jax.distributed`` the devices of every process, with the inputs replicated, :mod:`atlas_jax.devices`);
     each device's problems share one slot pool, so problems that converge slowly do not hold the others'
@@ -161,9 +165,14 @@ def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0
     (XLA vectorises other pool sizes differently). In float32 the convergence tolerances are 1e-6.
     """
     count, q = phi0.shape
-    per_device = -(-count // devices)
-    slots = pool_size(per_device, 8 * log_y.shape[1] * (q + 2 + len(features)))  # weights, residual, Jacobian, features
+    (G, n), per_device = log_y.shape, -(-count // devices)
+    chunks = n // ROW_CHUNK if n > ROW_CHUNK else 0  # long groups: rows evaluated ROW_CHUNK at a time
+    row_bytes = 8 * min(n, ROW_CHUNK) * (q + 2 + len(features))  # residual, Jacobian, features
+    slots = pool_size(per_device, row_bytes + 8 * n)  # and the slot's weights
     share = -(-n_problems // devices)  # problems per device, traced
+    if chunks:
+        features, log_y, weights = jax.tree.map(lambda a: a.reshape(a.shape[:1] + (chunks, ROW_CHUNK)),
+                                                (features, log_y, weights))
 
     def solve(lo, data):  # every array an argument: shard_map cannot close over arrays on a global mesh
         features, log_y, weights, row_group, problem_row, phi0, basis, offset, lower, upper = data
@@ -171,10 +180,10 @@ def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0
         cfg = Config(lower, upper, delta=delta, max_steps=max_steps,
                      ftol=1e-6 if single else 1e-10, xtol=1e-6 if single else 1e-11)
 
-        def residual(phi, g):
+        def residual(phi, g, *chunk):  # group g's runs, or its chunk ``chunk[0]``
             theta = offset + basis @ phi
-            x = jax.tree.map(lambda a: a[g], features)
-            return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[g]
+            x = jax.tree.map(lambda a: a[(g,) + chunk], features)
+            return jax.vmap(lambda xi: log_loss(theta, xi))(x) - log_y[(g,) + chunk]
 
         def problem(i):
             i = jnp.minimum(lo[0] + i, count - 1)
@@ -202,11 +211,12 @@ def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0
 
 def problem_shapes(problems: int, rows: int, n: int, budget: float, q: int) -> tuple[int, int]:
     """Padded (problems, weight rows) of a batch held in one call: powers of 2, at least 512 problems and 512 rows
-    (fewer rows for long tables: at most 2 MiB of weights), so that screening, polishing and bootstrap batches of
+    (fewer for long tables: at most 2 MiB of weights; and from 1 problem past ``ROW_CHUNK`` runs, as every
+    solver slot, idle or not, evaluates all runs at each step), so that screening, polishing and bootstrap batches of
     most tables share a handful of compiled programs; the exact sizes where the padding would not fit in
     ``budget`` bytes (:func:`_chunk_size`). Padded problems cost no solver steps (``solve_many``'s ``limit``)."""
     least_rows = min(512, 1 << (max(2**21 // (8 * n), 1).bit_length() - 1))  # largest power of 2 within 2 MiB
-    padded = power_of_2(problems, 512), power_of_2(rows, least_rows)
+    padded = power_of_2(problems, 512 if n <= ROW_CHUNK else 1), power_of_2(rows, least_rows)
     fits = padded[0] * _problem_bytes(q) + padded[1] * 8 * n <= budget
     return padded if fits else (problems, rows)
 
@@ -248,6 +258,7 @@ def fit_arrays(
     screen_steps: int = 10,
     keep: int = 32,
     max_steps: int = 2000,
+    screen_rows: int | None = 2048,
     resample_indices: np.ndarray | None = None,
     devices: int | None = None,
     memory_budget: float = 2**30,
@@ -272,6 +283,9 @@ def fit_arrays(
         level: the intervals' coverage.
         screen_steps, keep, max_steps: every start takes ``screen_steps`` steps, the ``keep`` best per group are
             polished for at most ``max_steps``.
+        screen_rows: groups of more runs (of positive weight) screen and polish their starts on a random subsample
+            of this many runs (fixed seed), and the best ``POLISH_ALL`` optima are then polished on all runs;
+            ``None``: every step on all runs (cost rows x starts; BENCHMARKS.md "Large tables").
         resample_indices: (B, n) explicit resample indices (single group only), e.g. to replay another tool's draws.
         devices: devices the fits are split over (default: all; on a CPU, every core is one, and under
             ``jax.distributed`` every process's devices, which needs all of them, :mod:`atlas_jax.devices`);
@@ -300,7 +314,7 @@ def fit_arrays(
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
     _check_settings(delta=delta, bootstrap=bootstrap, level=level, screen_steps=screen_steps, keep=keep,
-                    max_steps=max_steps, memory_budget=memory_budget)
+                    max_steps=max_steps, memory_budget=memory_budget, screen_rows=screen_rows)
     cons = Constraints.build(law, fix, tie)
     devices = _devices(devices)
     share = list(dict.fromkeys(share or ()))
@@ -321,7 +335,7 @@ def fit_arrays(
                      f"{'of its own ' if share else ''}of {law.name!r}: {', '.join(skipped)}")
     grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
-    batches = _Batches(law, cons, data, devices, memory_budget, dtype, progress)
+    batches = _Batches(law, cons, data, devices, memory_budget, dtype, progress, screen_rows)
     timings = {"prepare_s": time.perf_counter() - t0}
 
     t0, boot = time.perf_counter(), None
@@ -350,6 +364,7 @@ def fit_arrays(
             timings["bootstrap_evaluations"] = batches.evaluations - timings["fit_evaluations"]
     return _result(law, cons, data, best, boot, flags, condition, level, notes, given,
                    dict(timings=timings, n_starts=len(phi_starts), delta=delta, shared=tuple(share),
+                        screen_rows=None if batches.sub is None else screen_rows,
                         bootstrap_unit=unit if boot is not None else None, skipped=tuple(skipped)))
 
 
@@ -383,21 +398,37 @@ def _result(law, cons, data, best, boot, flags, condition, level, notes, given, 
 
 
 class _Batches:
-    """One fit's padded arrays on its devices, and the batched solves over them (:func:`solve_batch`)."""
+    """One fit's padded arrays on its devices, and the batched solves over them (:func:`solve_batch`); for groups
+    of more than ``screen_rows`` runs also those of a subsample of ``screen_rows`` runs per group (``sub``), on
+    which the multi-start screens and polishes its starts (:meth:`multistart`)."""
 
     def __init__(self, law: Law, cons: Constraints, data: GroupedData, devices: int, memory_budget: float,
-                 dtype: str, progress: bool):
+                 dtype: str, progress: bool, screen_rows: int | None = None):
         self.law, self.cons, self.data, self.devices, self.memory_budget = law, cons, data, devices, memory_budget
         self.screen_dtype = "float64" if dtype == "float64" else "float32"
         self.polish_dtype = "float32" if dtype == "float32" else "float64"
         self.progress, self.evaluations = progress, 0
-        # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs
-        self.shape = (power_of_2(len(data.groups), 4), max(64, bucket(data.mask.shape[1])))
+        # groups: powers of 2 from 4; runs: buckets from 64 (padding runs weigh 0), so most tables share programs;
+        # long groups: a multiple of ROW_CHUNK (solve_batch)
+        n = max(64, bucket(data.mask.shape[1]))
+        self.shape = (power_of_2(len(data.groups), 4), n if n <= ROW_CHUNK else -(-n // ROW_CHUNK) * ROW_CHUNK)
         self.features = {k: pad_to(v, self.shape) for k, v in data.features.items()}
         self.log_y = pad_to(data.log_y, self.shape)
         self.on_device = {dt: ({k: self.put(v, dt) for k, v in self.features.items()}, self.put(self.log_y, dt),
                                tuple(self.put(a, dt) for a in (cons.basis, cons.offset, cons.lower, cons.upper)))
                           for dt in {self.screen_dtype, self.polish_dtype}}
+        self.sub = self.sub_rows = None
+        if screen_rows and data.n_runs.max() > screen_rows:
+            self.sub_rows = _subsample(data.mask, screen_rows)
+            sub = GroupedData(data.groups, data.names,
+                              {k: np.take_along_axis(v, self.sub_rows, 1) for k, v in data.features.items()},
+                              np.take_along_axis(data.log_y, self.sub_rows, 1), self.sub_weights(data.mask))
+            self.sub = _Batches(law, cons, sub, devices, memory_budget, dtype, progress)
+
+    def sub_weights(self, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The weights [R, n] of rows (groups ``rows``, default all) on the subsample: [R, screen_rows]."""
+        rows = np.arange(len(weights)) if rows is None else rows
+        return np.take_along_axis(weights, np.maximum(self.sub_rows[rows], 0), 1) * (self.sub_rows[rows] >= 0)
 
     def put(self, a, dtype):
         return replicated(a, self.devices, dtype)
@@ -433,18 +464,26 @@ class _Batches:
 
     def multistart(self, weights, rows, phi_starts, delta, screen_steps, keep, max_steps, desc="") -> Solution:
         """Screen every start for ``screen_steps`` steps (in the screening arithmetic), polish the ``keep`` best
-        per row, return each row's best."""
-        R, S = len(weights), len(phi_starts)
+        per row, return each row's best. With a subsample (``sub``) all this runs on it, and the ``POLISH_ALL``
+        best of its optima are polished on all runs."""
+        if self.sub is not None:
+            before = self.sub.evaluations
+            sol = self.sub.polished(self.sub_weights(weights, rows), rows, phi_starts, delta, screen_steps, keep,
+                                    max_steps, desc + "subsample: ")
+            self.evaluations += self.sub.evaluations - before
+            sol = self.solve(weights, rows, _best(sol, POLISH_ALL).params, delta, max_steps, desc + "polishing")
+        else:
+            sol = self.polished(weights, rows, phi_starts, delta, screen_steps, keep, max_steps, desc)
+        return jax.tree.map(lambda a: a[:, 0], _best(sol, 1))
+
+    def polished(self, weights, rows, phi_starts, delta, screen_steps, keep, max_steps, desc) -> Solution:
+        """The ``keep`` best starts per row after ``screen_steps`` steps, polished: arrays [R, keep, ...]."""
         starts = phi_starts[None]
-        if S > keep:
+        if len(phi_starts) > keep:
             screen = self.solve(weights, rows, starts, delta, screen_steps, desc + "screening starts",
                                 self.screen_dtype)
-            order = np.argsort(np.where(np.isfinite(screen.objective), screen.objective, np.inf), axis=1,
-                               kind="stable")[:, :keep]
-            starts = np.take_along_axis(screen.params, order[:, :, None], axis=1)
-        sol = self.solve(weights, rows, starts, delta, max_steps, desc + "polishing")
-        idx = np.argmin(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1)
-        return jax.tree.map(lambda a: a[np.arange(R), idx], sol)
+            starts = _best(screen, keep).params
+        return self.solve(weights, rows, starts, delta, max_steps, desc + "polishing")
 
     def point_flags(self, best: Solution):
         """Identification flags and condition numbers of each group's estimate (:mod:`.identify`)."""
@@ -454,6 +493,24 @@ class _Batches:
                                  pad_to(params, self.shape[:1]), cons.basis, cons.offset)
         return point_flags(np.asarray(jac)[:G, :n], np.asarray(hess)[:G], mask, params, cons.lower, cons.upper,
                            best.status, cons.free_names)
+
+
+def _best(sol: Solution, k: int) -> Solution:
+    """The ``k`` lowest finite objectives of each row of ``sol`` [R, S, ...], in order: [R, k, ...]."""
+    order = np.argsort(np.where(np.isfinite(sol.objective), sol.objective, np.inf), axis=1, kind="stable")[:, :k]
+    return jax.tree.map(lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), 1), sol)
+
+
+def _subsample(mask: np.ndarray, m: int) -> np.ndarray:
+    """[G, m] positions of up to ``m`` runs of positive weight per group, drawn without replacement (fixed seed) and
+    sorted; -1 pads groups with fewer."""
+    rng = np.random.default_rng(0)
+    out = np.full((len(mask), m), -1)
+    for g, w in enumerate(mask):
+        live = np.flatnonzero(w > 0)
+        pick = np.sort(rng.choice(live, m, replace=False)) if len(live) > m else live
+        out[g, :len(pick)] = pick
+    return out
 
 
 def _problem_bytes(q: int) -> int:
@@ -475,8 +532,8 @@ def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int
 
 def _check_settings(**settings) -> None:
     """``ValueError`` listing every setting outside its domain: ``delta`` finite > 0, ``level`` in (0, 1),
-    ``bootstrap`` and ``screen_steps`` integers >= 0, ``keep`` and ``max_steps`` integers >= 1, ``memory_budget``
-    > 0."""
+    ``bootstrap`` and ``screen_steps`` integers >= 0, ``keep``, ``max_steps`` and ``screen_rows`` (or None)
+    integers >= 1, ``memory_budget`` > 0."""
     rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
                                                             "residuals, e.g. 1e-3)"),
              "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
@@ -484,9 +541,12 @@ def _check_settings(**settings) -> None:
              "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
              "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
              "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+             "screen_rows": (lambda v: int(v) == v and v >= 1, "an integer >= 1, or None (all runs)"),
              "memory_budget": (lambda v: v > 0, "a number of bytes > 0")}
     bad = []
     for name, value in settings.items():
+        if value is None and name == "screen_rows":
+            continue
         ok, expected = rules[name]
         try:
             good = bool(ok(float(value)))

@@ -64,6 +64,7 @@ class FitResult:
     bootstrap_unit: str | None = None
     skipped: tuple[str, ...] = ()            # groups with fewer runs than free parameters, not fitted
     shared: tuple[str, ...] = ()             # parameters fitted jointly across the groups
+    screen_rows: int | None = None           # runs per group the starts were screened on (None: all)
 
     @property
     def usable(self) -> tuple[bool, ...]:

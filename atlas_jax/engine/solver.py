@@ -98,7 +98,17 @@ def _evaluate(residual, weights, phi, cfg):
 
     Only these small reductions travel in the loop state, not r (n,) or J (n, q). The
     Jacobian comes from one vmapped jvp as (q, n), so reductions run along the contiguous axis.
+    With ``weights`` of shape (chunks, C) the rows come in chunks, ``residual(phi, c)`` giving chunk c's
+    residuals, and the reductions are summed over a loop on chunks: memory O(C q) instead of O(n q).
     """
+    if weights.ndim == 2:
+        def chunk(total, cw):
+            part = _evaluate(lambda p: residual(p, cw[0]), cw[1], phi, cfg)
+            return jax.tree.map(jnp.add, total, part), None
+
+        q = phi.shape[0]
+        zero = (jnp.zeros((), phi.dtype), jnp.zeros(q, phi.dtype), jnp.zeros((q, q), phi.dtype))
+        return jax.lax.scan(chunk, zero, (jnp.arange(weights.shape[0]), weights))[0]
     r, jac = jax.vmap(lambda t: jax.jvp(residual, (phi,), (t,)), out_axes=(None, 0))(
         jnp.eye(phi.shape[0], dtype=phi.dtype))
     a = jnp.abs(r)
@@ -197,7 +207,8 @@ def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: i
     """Solve ``count`` problems through a pool of ``slots`` solver slots.
 
     ``problem(i)`` returns problem i's start (q,), run weights (n,) and data ``aux`` (a pytree), and
-    ``residual(phi, aux)`` its residuals; problems are built from indices inside the loop, so batches
+    ``residual(phi, aux)`` its residuals (or weights (chunks, C) and ``residual(phi, aux, c)`` chunk c's,
+    :func:`_evaluate`); problems are built from indices inside the loop, so batches
     that share data (starts x resamples) are never materialised per problem.
 
     Continuous batching: every loop pass steps all slots at once (one vmapped :func:`step`); a slot
@@ -210,10 +221,10 @@ def solve_many(residual, problem: Callable, count: int, cfg: Config, *, slots: i
     """
     phi_shape, w_shape, _ = jax.eval_shape(problem, 0)
     q = phi_shape.shape[0]
-    K = min(count, slots or pool_size(count, 8 * w_shape.shape[0] * (q + 2)))
+    K = min(count, slots or pool_size(count, 8 * int(np.prod(w_shape.shape)) * (q + 2)))
     load = jax.vmap(problem)
     v_init = jax.vmap(lambda p: init(p, cfg))
-    v_step = jax.vmap(lambda w, a, st: step(lambda phi: residual(phi, a), w, st, cfg))
+    v_step = jax.vmap(lambda w, a, st: step(lambda phi, *c: residual(phi, a, *c), w, st, cfg))
     v_active = jax.vmap(lambda st: active(st, cfg))
     v_solution = jax.vmap(lambda st: solution(st, cfg))
     first = v_init(load(jnp.arange(K))[0])

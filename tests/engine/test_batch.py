@@ -550,3 +550,26 @@ def test_fit_arrays_names_what_is_wrong_with_the_arrays():
                                                                       "tokens": np.zeros((1, 8))}}))
     with pytest.raises(ValueError, match=r"data.log_y: expected finite values of shape \(1, 8\)"):
         aj.fit_arrays("chinchilla", GroupedData(**{**ok, "log_y": np.full((1, 8), np.nan)}))
+
+
+def test_long_group_screens_on_a_subsample_and_reaches_the_full_optimum():
+    """A group of 5,000 runs (past ROW_CHUNK: evaluated in chunks) screens and polishes its starts on 2,048 of
+    them, then polishes the best optima on all: the optimum of the full computation (every step on all runs), and
+    the generator's truth from noiseless runs (numpy closed form, conftest)."""
+    from conftest import CHIN_TRUTH, np_chinchilla
+
+    from atlas_jax.engine.batch import ROW_CHUNK
+
+    rng = np.random.default_rng(3)
+    N, D = np.exp(rng.uniform(np.log(4e7), np.log(4e9), 5000)), np.exp(rng.uniform(np.log(1e9), np.log(2e11), 5000))
+    clean = pd.DataFrame({"params": N, "tokens": D, "loss": np_chinchilla(N, D, **CHIN_TRUTH)})
+    noisy = clean.assign(loss=clean["loss"] * np.exp(0.01 * rng.standard_normal(5000)))
+    starts = CHINCHILLA.start_grid()[::40]
+    assert len(clean) > ROW_CHUNK and len(starts) > 32
+    sub, full = (aj.fit("chinchilla", noisy, starts=starts, screen_rows=m) for m in (2048, None))
+    assert (sub.screen_rows, full.screen_rows) == (2048, None) and sub.status == full.status == ("converged",)
+    np.testing.assert_allclose(sub.objective, full.objective, rtol=1e-9)
+    np.testing.assert_allclose(sub.estimate, full.estimate, rtol=1e-4)
+    assert sub.timings["fit_evaluations"] < full.timings["fit_evaluations"] / 2
+    exact = aj.fit("chinchilla", clean, starts=starts)
+    np.testing.assert_allclose(exact.estimate[0], [CHIN_TRUTH[n] for n in CHINCHILLA.names], rtol=RECOVERY_RTOL)
