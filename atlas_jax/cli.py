@@ -18,7 +18,8 @@ USER_ERRORS = (ValueError, OSError)
 class _OneLineErrors(typer.core.TyperGroup):
     """Every failure ends in one line on stderr: ``error: ...`` and exit 2 for the user's mistakes (Typer's own
     parse errors, bad values, unreadable or unwritable files, :data:`USER_ERRORS`); for anything else, one line
-    that says where the full traceback was written, and exit 1; exit 130 when interrupted."""
+    that says where the full traceback was written, and exit 1; exit 130 when interrupted. The outputs a command
+    claimed (:func:`atlas_jax.io.claim_output`) are released when it ends."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         try:
@@ -38,6 +39,9 @@ class _OneLineErrors(typer.core.TyperGroup):
         except Exception as err:  # a bug of ours: say so in one line, keep the traceback
             code = _error(f"internal error ({type(err).__name__}: {err}); the traceback is in {_log(err)}; "
                           "please report it", 1)
+        finally:  # the outputs a command claimed (atlas_jax.io)
+            if "atlas_jax.io" in sys.modules:
+                sys.modules["atlas_jax.io"].release_outputs()
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -127,10 +131,10 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     are checked before JAX is imported, so a mistake costs no more than reading the table."""
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.data.select import select_fit
-    from atlas_jax.io import check_output
+    from atlas_jax.io import claim_output
 
     started = time.perf_counter()
-    check_output(out)
+    claim_output(out)
     fixed = {}
     for name, value in _assignments(fix, "--fix"):
         try:
@@ -192,10 +196,10 @@ def plan_cmd(
     from atlas_jax.analysis.planner import plan
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.engine.saved import SavedFit
-    from atlas_jax.io import check_output
+    from atlas_jax.io import claim_output
 
     if out is not None:
-        check_output(out)
+        claim_output(out)
     if runs is None and fit_dir is None:
         raise ValueError("plan needs --runs RUNS, or --fit DIR (a fit saved by `atlas-jax fit`)")
     if columns and runs is None:
@@ -261,13 +265,13 @@ def _predict(fit_dir, runs, params, tokens, group, allow_flagged, out, columns):
 
     from atlas_jax.data.runs import parse_column_mapping, validate_runs
     from atlas_jax.engine.saved import SavedFit
-    from atlas_jax.io import atomic_output_file, check_output
+    from atlas_jax.io import atomic_output_file, claim_output
     from atlas_jax.laws import get_law
 
     if out is not None and out.suffix.lower() != ".csv":
         raise ValueError(f"--out {out}: expected a .csv file")
     if out is not None:
-        check_output(out, folder=False)
+        claim_output(out, folder=False)
     one = params is not None or tokens is not None
     if (runs is None) == (not one):
         raise ValueError("predict needs --runs RUNS, or --params N --tokens D (not both)")
@@ -322,10 +326,10 @@ def _posterior(runs, law_name, out, group_by, hierarchical, chains, draws, warmu
     from atlas_jax.bayes import posterior
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.data.select import atlas_law_for, select_rows
-    from atlas_jax.io import check_output
+    from atlas_jax.io import claim_output
 
     started = time.perf_counter()
-    check_output(out)
+    claim_output(out)
     frame, notes = select_rows(_read_runs(runs, parse_column_mapping(columns), group_by=group_by), law_name,
                                group_by=group_by)
     if law_name == "atlas":
@@ -399,11 +403,11 @@ def _plot(kind, source, out, law, fit_dir, x, group_by, group, language, size, b
     import atlas_jax
     from atlas_jax import figures
     from atlas_jax.data.runs import parse_column_mapping
-    from atlas_jax.io import atomic_output_file, check_output
+    from atlas_jax.io import atomic_output_file, claim_output
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ValueError(f"--out {out}: expected a .png, .svg or .pdf file")
-    check_output(out, folder=False)
+    claim_output(out, folder=False)
     if fit_dir is not None:
         if kind not in ("loss", "residuals"):
             raise ValueError(f"--fit: plot {kind} draws no fit (--fit is for loss and residuals)")

@@ -82,7 +82,7 @@ def test_progress_bars_on_a_terminal_and_quiet(tmp_path, monkeypatch):
 
     monkeypatch.setattr(batch, "PROGRESS_MIN", 0)
     monkeypatch.setattr(cli, "sys", SimpleNamespace(stderr=SimpleNamespace(isatty=lambda: True), argv=sys.argv,
-                                                    exit=sys.exit))
+                                                    modules=sys.modules, exit=sys.exit))
     loud = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "a", "--bootstrap", 20)
     quiet = run("fit", "epoch-chinchilla", "--law", "chinchilla", "--out", tmp_path / "b", "--bootstrap", 20, "--quiet")
     assert loud.exit_code == quiet.exit_code == 0

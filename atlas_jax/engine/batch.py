@@ -165,7 +165,7 @@ def solve_batch(log_loss, features, log_y, weights, row_group, problem_row, phi0
     (XLA vectorises other pool sizes differently). In float32 the convergence tolerances are 1e-6.
     """
     count, q = phi0.shape
-    (G, n), per_device = log_y.shape, -(-count // devices)
+    n, per_device = log_y.shape[1], -(-count // devices)
     chunks = n // ROW_CHUNK if n > ROW_CHUNK else 0  # long groups: rows evaluated ROW_CHUNK at a time
     row_bytes = 8 * min(n, ROW_CHUNK) * (q + 2 + len(features))  # residual, Jacobian, features
     slots = pool_size(per_device, row_bytes + 8 * n)  # and the slot's weights

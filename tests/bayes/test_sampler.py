@@ -191,7 +191,7 @@ def test_cli_posterior_writes_outputs(tmp_path):
     res = CliRunner().invoke(app, ["posterior", str(path), "--law", "chinchilla", "--out", str(out), "--quiet",
                                    *[a for k, v in SHORT.items() for a in (f"--{k}", str(v))]])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["derived.csv", "posterior.json", "posterior.nc", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".atlas-jax", "derived.csv", "posterior.json", "posterior.nc", "summary.csv"]
     info = json.loads((out / "posterior.json").read_text())
     assert info["settings"]["chains"] == 2 and "divergences" in info["diagnostics"]
     assert set(pd.read_csv(out / "summary.csv")["param"]) == {"E", "A", "B", "alpha", "beta"}

@@ -66,7 +66,7 @@ def test_round_trip_equals_the_fit(fitted, folder, tmp_path):
     pd.testing.assert_frame_equal(cli.rows, frame)
     info = json.loads((folder / "fit.json").read_text())
     assert info["format"] == {"name": "atlas-jax.fit", "version": 1} and info["groups"]["all"]["status"] == "converged"
-    assert sorted(p.name for p in folder.iterdir()) == ["fit.json", "fit.npz", "params.csv", "runs.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [".atlas-jax", "fit.json", "fit.npz", "params.csv", "runs.parquet"]
 
 
 def test_plan_with_the_saved_fit_equals_plan_refitting(folder, tmp_path):
