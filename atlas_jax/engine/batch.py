@@ -31,7 +31,7 @@ from tqdm import tqdm  # text bars on stderr: tqdm.auto needs ipywidgets in Jupy
 from ..data.runs import RunTable, split_groups, validate_runs
 from ..devices import batch_mesh, replicated
 from ..laws import get_law
-from ..laws.spec import Law
+from ..laws.spec import LOSS_SCALED, Law
 from ..programs import stored_jit
 from .bootstrap import counts_from_indices, percentile_interval, resample_counts
 from .constraints import Constraints
@@ -48,6 +48,7 @@ BOOTSTRAP_UNITS = ("run", "row")
 PROGRESS_MIN = 2**22  # fits x runs of a batch worth a progress bar (~3 s on a 2-core CPU)
 ROW_CHUNK = 4096  # groups of more runs are padded to a multiple of it and evaluated a chunk at a time
 POLISH_ALL = 4  # the subsample's best optima polished on all runs (screen_rows)
+TYPICAL_LOSS = 2.5  # nats per token: the start grids suit median losses within a factor 10 of it
 
 
 def require_x64() -> None:
@@ -272,7 +273,8 @@ def fit_arrays(
 
     Args:
         delta: Huber threshold on log residuals.
-        starts: (S, P) internal-space starts; default the law's grid.
+        starts: (S, P) internal-space starts; default the law's grid, scaled to the losses when their median is
+            more than 10x away from ``TYPICAL_LOSS`` (a note says so; :meth:`Law.start_grid`).
         fix: public parameter values to hold fixed, e.g. ``{"alpha": 0.35}``.
         tie: pairs ``(leader, follower)`` constrained equal, e.g. ``[("alpha", "beta")]``.
         bootstrap: number of resamples B (0: none).
@@ -333,7 +335,15 @@ def fit_arrays(
     if skipped:
         notes.append(f"skipped {len(skipped)} group(s) with fewer runs than the {n_needed} free parameters "
                      f"{'of its own ' if share else ''}of {law.name!r}: {', '.join(skipped)}")
-    grid = law.start_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
+    if starts is None:
+        scale = _loss_scale(data)
+        if scale != 1.0:
+            notes.append(f"the losses are on an unusual scale (median {scale * TYPICAL_LOSS:.3g}, where the start "
+                         f"grids expect about {TYPICAL_LOSS} nats per token): the starts of "
+                         f"{', '.join(n for n in LOSS_SCALED if n in law.names)} are scaled by {scale:.3g}")
+        grid = law.start_grid(scale)
+    else:
+        grid = np.atleast_2d(np.asarray(starts, float))
     phi_starts = np.unique(np.clip(cons.project(grid), cons.lower, cons.upper), axis=0)
     batches = _Batches(law, cons, data, devices, memory_budget, dtype, progress, screen_rows)
     timings = {"prepare_s": time.perf_counter() - t0}
@@ -598,6 +608,13 @@ def _devices(devices: int | None) -> int:
         raise ValueError(f"devices: under jax.distributed the fits span all {available} devices of the "
                          f"{jax.process_count()} processes; got {devices}")
     return int(devices)
+
+
+def _loss_scale(data: GroupedData) -> float:
+    """The median loss over ``TYPICAL_LOSS`` when it is more than 10x away from it (the start grids are scaled by
+    it, :meth:`Law.start_grid`), else 1."""
+    scale = float(np.exp(np.median(data.log_y[data.mask > 0]))) / TYPICAL_LOSS
+    return scale if not 0.1 <= scale <= 10 else 1.0
 
 
 def _drop_small_groups(data: GroupedData, n_free: int, law_name: str) -> tuple[GroupedData, list[str]]:

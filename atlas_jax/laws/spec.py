@@ -20,7 +20,11 @@ from ..runtime import lazy
 
 jnp = lazy("jax.numpy")  # imported when a law is first evaluated: laws are read without JAX
 
-__all__ = ["Param", "Law", "lse", "grid_product"]
+__all__ = ["Param", "Law", "lse", "grid_product", "LOSS_SCALED"]
+
+#: Parameters (log-parameterised) proportional to the loss in every law: multiplying all losses by c multiplies
+#: them by c and leaves the others (exponents, transfer weights) unchanged.
+LOSS_SCALED = ("E", "A", "B")
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,12 @@ class Law:
                 return i
         raise ValueError(f"law {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.names)}")
 
-    def start_grid(self) -> np.ndarray:
-        """Cartesian product of the parameters' start grids, shape (S, P), internal space."""
-        return grid_product([p.grid for p in self.params])
+    def start_grid(self, loss_scale: float = 1.0) -> np.ndarray:
+        """Cartesian product of the parameters' start grids, shape (S, P), internal space. The grids suit losses
+        of a few nats; for losses ``loss_scale`` times larger, the starts of the parameters proportional to the
+        loss (:data:`LOSS_SCALED`, every law's E, A, B) are multiplied by it."""
+        return grid_product([np.asarray(p.grid) + (np.log(loss_scale) if p.name in LOSS_SCALED else 0.0)
+                             for p in self.params])
 
     def to_public(self, theta: np.ndarray) -> np.ndarray:
         """Internal -> public parameters along the last axis."""

@@ -573,3 +573,22 @@ def test_long_group_screens_on_a_subsample_and_reaches_the_full_optimum():
     assert sub.timings["fit_evaluations"] < full.timings["fit_evaluations"] / 2
     exact = aj.fit("chinchilla", clean, starts=starts)
     np.testing.assert_allclose(exact.estimate[0], [CHIN_TRUTH[n] for n in CHINCHILLA.names], rtol=RECOVERY_RTOL)
+
+
+def test_losses_on_another_scale_give_the_same_fit_scaled():
+    """Losses x 1e-8 (or x 1e3) fit to E, A, B x 1e-8 and the same exponents and objective (log residuals do not
+    change): the start grid follows the losses' scale, with a note. Unscaled starts stopped at E = A = B = 0."""
+    from conftest import np_chinchilla
+
+    rng = np.random.default_rng(5)
+    N, D = np.exp(rng.uniform(np.log(5e7), np.log(5e9), 60)), np.exp(rng.uniform(np.log(1e9), np.log(2e11), 60))
+    frame = pd.DataFrame({"params": N, "tokens": D, "loss": np_chinchilla(N, D, 1.8, 482.0, 2085.0, 0.35, 0.37)
+                          * np.exp(0.01 * rng.standard_normal(60))})
+    plain = aj.fit("chinchilla", frame)
+    for c in (1e-8, 1e3):
+        with expect_warnings(r"the losses are on an unusual scale \(median .*: the starts of E, A, B are scaled"):
+            scaled = aj.fit("chinchilla", frame.assign(loss=frame["loss"] * c))
+        assert scaled.verdict() == "converged"
+        np.testing.assert_allclose(scaled.objective, plain.objective, rtol=1e-8)
+        # to the solver's tolerance along the flat A-alpha ridge of 60 runs
+        np.testing.assert_allclose(scaled.estimate[0], plain.estimate[0] * [c, c, c, 1, 1], rtol=1e-3)
