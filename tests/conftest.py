@@ -56,8 +56,10 @@ def np_chinchilla(N, D, E, A, B, alpha, beta):
 
 
 def np_dcsl(N, D, U, E, A, B, alpha, beta, R_D_star, R_N_star, return_branch=False):
-    """Muennighoff et al. (2023), written in linear space exactly as ATLAS.md section 1."""
+    """Muennighoff et al. (2023), written in linear space as ATLAS.md section 1, with U the unique tokens a run
+    sees, min(U available, D) (ATLAS.md's D' = U for D < U would credit tokens never seen)."""
     N, D, U = (np.asarray(v, float) for v in (N, D, U))
+    U = np.minimum(U, D)
     R_D = np.maximum(D / U - 1.0, 0.0)
     G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
     C = 6.0 * (G * U) ** ((alpha + beta) / alpha)          # compute for which U tokens are optimal

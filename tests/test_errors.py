@@ -86,8 +86,8 @@ CATALOGUE = {
                                 "GiB, more than half of this machine's .* expected at most"),
     "too few runs": ({"t.csv": "\n".join(GOOD.split("\n")[:4]) + "\n"}, "fit t.csv --law chinchilla --out OUT",
                      "no group has the 5 runs"),
-    "unique above tokens": ({"t.csv": GOOD}, "fit t.csv --law data_constrained --out OUT",
-                            r"missing required column\(s\) \['unique_tokens'\]"),
+    "unique tokens missing": ({"t.csv": GOOD}, "fit t.csv --law data_constrained --out OUT",
+                              r"missing required column\(s\) \['unique_tokens'\]"),
     "group column missing": ({"t.csv": GOOD}, "fit t.csv --law chinchilla --out OUT --group-by language",
                              "group_by column 'language' not found"),
     # options and their values
@@ -127,6 +127,8 @@ CATALOGUE = {
     # output paths
     "out is a file": ({"t.csv": GOOD, "o.txt": "x"}, "fit t.csv --law chinchilla --out o.txt",
                       "o.txt: exists and is a file; expected an output folder"),
+    "out holds the user's files": ({"t.csv": GOOD, "o/notes.txt": "x"}, "fit t.csv --law chinchilla --out o",
+                                   "o: holds notes.txt, not written by atlas-jax"),
     "plot out is a folder": ({"dir/x": "x"}, "plot frontier --out dir", "--out dir: expected a .png, .svg or .pdf"),
     "plot out suffix": ({}, "plot frontier --out f.jpg", r"--out f.jpg: expected a .png, .svg or .pdf file"),
     "plot out under a file": ({"f": "x"}, "plot frontier --out f/x.png", "cannot write here|exists and is a file"),

@@ -280,7 +280,8 @@ def dcsl_n_opt(theta, U):
 def dcsl_log_pred(theta, N, D, U):
     """Data-constrained law of Muennighoff et al. (2023) in log space.
 
-    ``theta = [a, b, e, alpha, beta, R_D*, R_N*]``;
+    ``theta = [a, b, e, alpha, beta, R_D*, R_N*]``; ``U`` the unique tokens available, of which a run sees
+    ``min(U, D)`` (used as U below);
     ``U_N = min(N, N_opt(C(U)))`` (see :func:`dcsl_n_opt`), ``R_N = max(N / U_N - 1, 0)``,
     ``R_D = max(D / U - 1, 0)``,
     ``N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*))``, ``D' = U + U R_D* (1 - exp(-R_D / R_D*))``,
@@ -289,6 +290,7 @@ def dcsl_log_pred(theta, N, D, U):
     theta = np.asarray(theta, dtype=float)
     a, b, e, alpha, beta, rd_star, rn_star = theta
     N, D, U = (np.asarray(x, dtype=float) for x in (N, D, U))
+    U = np.minimum(U, D)
     U_N = np.minimum(N, dcsl_n_opt(theta, U))
     R_N = np.maximum(N / U_N - 1.0, 0.0)
     R_D = np.maximum(D / U - 1.0, 0.0)

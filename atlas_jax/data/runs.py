@@ -3,7 +3,7 @@
 A run table is a tidy :class:`pandas.DataFrame` with one row per run (or per
 checkpoint). Canonical columns are ``params`` (N), ``tokens`` (D, tokens seen
 including repeats) and ``loss`` (nats/token), and optionally ``unique_tokens``
-(U), ``language``, ``group``, ``num_languages`` (K), ``regime``, ``step`` and
+(U, the unique tokens available: a run sees min(U, D) of them), ``language``, ``group``, ``num_languages`` (K), ``regime``, ``step`` and
 ``run`` (the id of a training run, kept as text: rows sharing it are checkpoints
 of one run), plus per-language mixture columns ``tokens_<lang>`` and
 ``unique_<lang>``.

@@ -1,6 +1,7 @@
 """Data-constrained scaling law (DCSL), Muennighoff et al. 2023, arXiv:2305.16264.
 
-    R_D = max(D/U - 1, 0)                      repeated epochs beyond the first
+    U   = min(U_available, D)                  the unique tokens a run sees
+    R_D = D/U - 1                              repeated epochs beyond the first
     U_N = min(N, N_opt(U)),  N_opt(U) = G (G U)^(beta/alpha),  G = (alpha A / (beta B))^(1/(alpha+beta))
     R_N = max(N/U_N - 1, 0)
     D'  = U + U R_D* (1 - exp(-R_D/R_D*))       effective data
@@ -49,7 +50,7 @@ def _log_loss(theta, x):
 
 def _features(frame) -> dict[str, np.ndarray]:
     d = frame["tokens"].to_numpy(float)
-    u = frame["unique_tokens"].to_numpy(float)
+    u = np.minimum(frame["unique_tokens"].to_numpy(float), d)  # a run sees at most D of the U tokens available
     return {"log_n": np.log(frame["params"].to_numpy(float)), "log_u": np.log(u),
             "r_d": np.maximum(d / u - 1.0, 0.0)}
 

@@ -77,7 +77,7 @@ def test_data_constrained_log_loss_closed_form(npl, ref, seed):
     frame = dcsl_points(rng, p)
     want, above = npl.dcsl(frame["params"], frame["tokens"], frame["unique_tokens"], **p, return_branch=True)
     assert above.any() and (~above).any(), "both U_N branches must be exercised"
-    assert (frame["tokens"] <= frame["unique_tokens"]).any(), "R_D = 0 must be exercised"
+    assert (frame["tokens"] < frame["unique_tokens"]).any(), "D < U (U read as min(U, D)) must be exercised"
     got = law_log_loss(DATA_CONSTRAINED, npl.to_internal(DATA_CONSTRAINED, p), frame)
     np.testing.assert_allclose(got, np.log(want), rtol=RTOL, atol=0)
     # and the scipy reference's implementation of the same law
@@ -87,7 +87,8 @@ def test_data_constrained_log_loss_closed_form(npl, ref, seed):
 
 
 def test_data_constrained_reduces_to_chinchilla_without_repetition(npl):
-    """R_D = 0 and N <= N_opt(U): N' = N, D' = U, i.e. Chinchilla at (N, U), whatever R*."""
+    """R_D = 0 and N <= N_opt(U): N' = N, D' = U = min(U available, D), i.e. Chinchilla at (N, min(U, D)),
+    whatever R*: a run that sees fewer tokens than are available is credited with those it sees."""
     p = dict(E=1.8, A=500.0, B=1500.0, alpha=0.35, beta=0.35)
     U = np.array([1e10, 5e10, 2e11])
     frame = pd.DataFrame({"params": [1e7, 3e7, 1e8], "tokens": U * np.array([0.5, 1.0, 0.9]), "unique_tokens": U})
@@ -96,7 +97,8 @@ def test_data_constrained_reduces_to_chinchilla_without_repetition(npl):
     for r_star in (0.1, 7.0, 1e4):
         got = law_log_loss(DATA_CONSTRAINED, npl.to_internal(DATA_CONSTRAINED, {**p, "R_D_star": r_star,
                                                                                  "R_N_star": r_star}), frame)
-        np.testing.assert_allclose(got, np.log(npl.chinchilla(frame["params"], U, **p)), rtol=RTOL)
+        np.testing.assert_allclose(got, np.log(npl.chinchilla(frame["params"], np.minimum(U, frame["tokens"]), **p)),
+                                   rtol=RTOL)
 
 
 def test_data_constrained_published_readme_examples():
