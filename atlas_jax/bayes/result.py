@@ -109,7 +109,7 @@ class Posterior:
     def save(self, out, record: dict | None = None) -> None:
         """Write the folder ``out`` atomically: ``posterior.nc`` (:meth:`to_inference_data`), ``summary.csv``,
         ``derived.csv`` and ``posterior.json`` (law, groups, settings, diagnostics, warnings, priors, timings,
-        versions, devices, and ``record``'s keys)."""
+        versions, devices, which digits are reproducible, and ``record``'s keys)."""
         from importlib.metadata import version
 
         import jax
@@ -120,7 +120,11 @@ class Posterior:
                 "settings": self.settings, "diagnostics": self.diagnostics, "warnings": list(self.warnings),
                 "priors": self.priors.to_dict(orient="records"), "timings_s": dict(self.timings),
                 "versions": {p: version(p) for p in ("atlas-jax", "jax", "numpyro", "arviz", "numpy", "pandas")},
-                "device": [str(d) for d in jax.devices()], **(record or {})}
+                "device": [str(d) for d in jax.devices()],
+                "reproducibility": f"bitwise for the same table, settings, seed and device count ({jax.device_count()} "
+                                   "here); with another device count the draws differ in their last digits (at "
+                                   "most 3e-10 relative in BENCHMARKS.md's check, 1 against 2 CPU devices)",
+                **(record or {})}
         with atomic_output_dir(out) as tmp:
             self.to_inference_data().to_netcdf(str(tmp / "posterior.nc"))
             self.summary().to_csv(tmp / "summary.csv", index=False)
