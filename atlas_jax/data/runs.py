@@ -250,6 +250,8 @@ def validate_runs(
                          "'N'} in Python, --columns params=N on the command line)")
     if group_by is not None and group_by not in frame.columns:
         raise ValueError(f"group_by column {group_by!r} not found; {available}")
+    if frame.empty:
+        raise ValueError("the run table has no rows; expected one row per run (or checkpoint)")
     languages = [str(lang) for lang in languages]
     absent = [f"tokens_{lang}" for lang in languages if f"tokens_{lang}" not in frame.columns]
     if absent:

@@ -591,6 +591,8 @@ def _check_arrays(law: Law, data: GroupedData) -> None:
         if np.shape(a) != shape or (name in ("log_y", "mask") and not np.all(np.isfinite(a))):
             raise ValueError(f"data.{name}: expected {'finite values' if name[0] in 'lm' else 'an array'} of shape "
                              f"{shape} (groups x runs), got shape {np.shape(a)}")
+    if 0 in shape:
+        raise ValueError(f"data: expected at least one group and one run, got arrays of shape {shape}")
     if len(data.groups) != shape[0] or len(data.names) != shape[0] or np.any(data.mask < 0):
         raise ValueError(f"data: expected {shape[0]} group names, parameter-name tuples and weights >= 0")
     try:
