@@ -130,7 +130,7 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
     """Fit (:meth:`SavedFit.fit`), write and print; returns whether any group is usable. Options and the table
     are checked before JAX is imported, so a mistake costs no more than reading the table."""
     from atlas_jax.data.runs import parse_column_mapping
-    from atlas_jax.data.select import select_fit
+    from atlas_jax.data.select import check_fixed, check_settings, select_fit
     from atlas_jax.io import claim_output
 
     started = time.perf_counter()
@@ -143,6 +143,8 @@ def _fit(runs, law_name, out, delta, bootstrap, bootstrap_unit, seed, fix, tie, 
             raise ValueError(f"--fix {name}={value}: expected a number") from None
     if bootstrap == 1:
         raise ValueError("--bootstrap 1: one resample gives no interval; expected 0 (none) or at least 2 (e.g. 1000)")
+    check_settings(delta=delta, bootstrap=bootstrap)
+    check_fixed(law_name, fixed)
     mapping = parse_column_mapping(columns)
     options = dict(delta=delta, fix=fixed, tie=_assignments(tie, "--tie"), bootstrap=bootstrap,
                    bootstrap_unit=bootstrap_unit, seed=seed, progress=_progress(quiet),

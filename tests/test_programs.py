@@ -73,11 +73,16 @@ def test_imports_cost_only_what_a_command_uses(tmp_path):
              "except SystemExit as e:\n    print('exit', e.code, 'jax' in sys.modules, file=sys.stderr)\n")
     bad = tmp_path / "runs.csv"
     bad.write_text("params,tokens,loss\n1e8,2e9,3.1\n2e8,4e9,-2.9\n")
-    for args, code_ in ((["--help"], 0), (["fit", "x.csv", "--law", "chinchila", "--out", str(tmp_path)], 2),
-                        (["fit", str(bad), "--law", "chinchilla", "--out", str(tmp_path / "o")], 2),
-                        (["fit", "epoch-chinchilla", "--law", "chinchilla", "--fix", "alpha", "--out", "o"], 2)):
+    for args, code_, said in (
+            (["--help"], 0, ""), (["fit", "x.csv", "--law", "chinchila", "--out", str(tmp_path)], 2, "chinchila"),
+            (["fit", str(bad), "--law", "chinchilla", "--out", str(tmp_path / "o")], 2, "non-positive"),
+            (["fit", "epoch-chinchilla", "--law", "chinchilla", "--fix", "alpha", "--out", "o"], 2, "NAME=VALUE"),
+            # option values are checked before the table is read: a missing table is not what they name
+            (["fit", "nope.csv", "--law", "chinchilla", "--delta", "0", "--out", "o"], 2, "delta = 0.0"),
+            (["fit", "nope.csv", "--law", "chinchilla", "--fix", "alpha=inf", "--out", "o"], 2, "alpha=inf")):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
         assert out.stderr.strip().splitlines()[-1] == f"exit {code_} False", out.stderr[-2000:]
+        assert said in out.stderr, out.stderr
 
 
 def test_persistent_cache_is_used_and_can_be_moved_or_switched_off(tmp_path):

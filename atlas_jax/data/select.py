@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..laws import atlas_law, atlas_law_name, get_law, transfer_languages
 from ..laws.atlas import ATLAS_VARIANTS
 from .runs import RunTable, split_groups, validate_runs
 
-__all__ = ["CURVE_LAWS", "Selection", "select_fit", "select_rows", "atlas_variants", "atlas_variant", "atlas_law_for"]
+__all__ = ["CURVE_LAWS", "Selection", "select_fit", "check_settings", "check_fixed", "select_rows", "atlas_variants", "atlas_variant", "atlas_law_for"]
 
 CURVE_LAWS = ("scratch_curve", "finetune_curve")
 
@@ -143,3 +145,40 @@ def select_fit(frame: pd.DataFrame, law: str, *, group_by: str | None = None, wh
     parts = atlas_variants(table.frame, group_by, variant) if law == "atlas" else None
     return Selection(law, RunTable(table.frame), tuple(notes) + table.warnings, parts, group_by, where, variant,
                      two_stage, base)
+
+
+def check_settings(**settings) -> None:
+    """``ValueError`` listing every fit setting (:func:`~atlas_jax.fit_arrays`) outside its domain: ``delta``
+    finite > 0, ``level`` in (0, 1), ``bootstrap`` and ``screen_steps`` integers >= 0, ``keep``, ``max_steps`` and ``screen_rows`` (or None)
+    integers >= 1, ``memory_budget`` > 0."""
+    rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
+                                                            "residuals, e.g. 1e-3)"),
+             "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
+             "bootstrap": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+             "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
+             "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+             "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
+             "screen_rows": (lambda v: int(v) == v and v >= 1, "an integer >= 1, or None (all runs)"),
+             "memory_budget": (lambda v: v > 0, "a number of bytes > 0")}
+    bad = []
+    for name, value in settings.items():
+        if value is None and name == "screen_rows":
+            continue
+        ok, expected = rules[name]
+        try:
+            good = bool(ok(float(value)))
+        except (TypeError, ValueError, OverflowError):
+            good = False
+        if not good:
+            bad.append(f"{name} = {value!r}: expected {expected}")
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
+def check_fixed(law: str, fix: Mapping[str, float]) -> None:
+    """``ValueError`` when a value ``fix`` holds for a parameter of ``law`` is not finite or outside the parameter's
+    domain; names the law gives per group (``tau_en``) are checked by the fit."""
+    spec = get_law(law)
+    for name, value in fix.items():
+        if name in spec.names:
+            spec.params[spec.index(name)].internal_value(value)

@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm  # text bars on stderr: tqdm.auto needs ipywidgets in Jupyter, or warns
 
 from ..data.runs import RunTable, split_groups, validate_runs
+from ..data.select import check_settings
 from ..devices import batch_mesh, replicated
 from ..laws import get_law
 from ..laws.spec import LOSS_SCALED, Law
@@ -315,7 +316,7 @@ def fit_arrays(
     require_x64()
     t0 = time.perf_counter()
     law = get_law(law) if isinstance(law, str) else law
-    _check_settings(delta=delta, bootstrap=bootstrap, level=level, screen_steps=screen_steps, keep=keep,
+    check_settings(delta=delta, bootstrap=bootstrap, level=level, screen_steps=screen_steps, keep=keep,
                     max_steps=max_steps, memory_budget=memory_budget, screen_rows=screen_rows)
     cons = Constraints.build(law, fix, tie)
     devices = _devices(devices)
@@ -538,34 +539,6 @@ def _chunk_size(total: int, S: int, n: int, q: int, memory_budget: float) -> int
         raise ValueError(f"memory_budget: {memory_budget:.3g} bytes cannot hold one fit ({n} runs, {S} starts "
                          f"per row: {2 * per_row + _problem_bytes(q) + per_row / S:.0f} bytes); raise it")
     return chunk
-
-
-def _check_settings(**settings) -> None:
-    """``ValueError`` listing every setting outside its domain: ``delta`` finite > 0, ``level`` in (0, 1),
-    ``bootstrap`` and ``screen_steps`` integers >= 0, ``keep``, ``max_steps`` and ``screen_rows`` (or None)
-    integers >= 1, ``memory_budget`` > 0."""
-    rules = {"delta": (lambda v: np.isfinite(v) and v > 0, "a finite number > 0 (the Huber threshold on log "
-                                                            "residuals, e.g. 1e-3)"),
-             "level": (lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.95"),
-             "bootstrap": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
-             "screen_steps": (lambda v: int(v) == v and v >= 0, "an integer >= 0"),
-             "keep": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
-             "max_steps": (lambda v: int(v) == v and v >= 1, "an integer >= 1"),
-             "screen_rows": (lambda v: int(v) == v and v >= 1, "an integer >= 1, or None (all runs)"),
-             "memory_budget": (lambda v: v > 0, "a number of bytes > 0")}
-    bad = []
-    for name, value in settings.items():
-        if value is None and name == "screen_rows":
-            continue
-        ok, expected = rules[name]
-        try:
-            good = bool(ok(float(value)))
-        except (TypeError, ValueError, OverflowError):
-            good = False
-        if not good:
-            bad.append(f"{name} = {value!r}: expected {expected}")
-    if bad:
-        raise ValueError("; ".join(bad))
 
 
 def _check_memory(bootstrap: int, shape: tuple[int, int], n_params: int) -> None:

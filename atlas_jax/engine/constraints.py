@@ -46,16 +46,7 @@ class Constraints:
         fixed_idx = set()
         for name, value in fix.items():
             i = law.index(name)
-            p = law.params[i]
-            if p.log and not value > 0:
-                raise ValueError(f"--fix {name}={value}: {p.name} must be > 0")
-            internal = p.to_internal(float(value)) if np.isfinite(value) else np.nan
-            low, high = p.bounds
-            if not low <= internal <= high:
-                shown = [float(p.to_public(b)) for b in p.bounds]
-                raise ValueError(f"--fix {name}={value}: expected a finite value in [{shown[0]:.6g}, {shown[1]:.6g}], "
-                                 f"the domain the law gives {p.name}")
-            offset[i] = internal
+            offset[i] = law.params[i].internal_value(value)
             fixed_idx.add(i)
         for i in range(P):  # a parameter tied to a fixed one is fixed too
             if owner[i] in fixed_idx and i not in fixed_idx:

@@ -50,6 +50,19 @@ class Param:
     def to_internal(self, value):
         return np.log(value) if self.log else value
 
+    def internal_value(self, value: float) -> float:
+        """The internal value of the public ``value``; a ``ValueError`` unless it is finite and in the domain."""
+        value = float(value)
+        if self.log and not value > 0:
+            raise ValueError(f"--fix {self.name}={value:g}: {self.name} must be > 0")
+        internal = float(self.to_internal(value)) if np.isfinite(value) else np.nan
+        low, high = self.bounds
+        if not low <= internal <= high:
+            shown = [float(self.to_public(b)) for b in self.bounds]
+            raise ValueError(f"--fix {self.name}={value:g}: expected a finite value in [{shown[0]:.6g}, "
+                             f"{shown[1]:.6g}], the domain the law gives {self.name}")
+        return internal
+
 
 @dataclass(frozen=True)
 class Law:
