@@ -11,10 +11,8 @@ noise, N and D log-uniform), not from atlas_jax's law code. Writes ``benchmarks/
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -77,8 +75,9 @@ def compare(rows: int) -> dict:
 
 
 def main(sizes=(100_000, 1_000_000), compare_rows: int = 20_000) -> dict:
-    record = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-              f"{platform.processor() or platform.platform()}", "truth": TRUTH, "cli": {}}
+    from atlas_jax.io import machine_record
+
+    record = {**machine_record(), "truth": TRUTH, "cli": {}}
     with tempfile.TemporaryDirectory(prefix="atlas-jax-large-") as tmp:
         tmp = Path(tmp)
         for rows in sizes:

@@ -23,12 +23,12 @@ from atlas_jax.laws import get_law  # noqa: E402
 
 @st.composite
 def fit_cases(draw):
-    """(law name, table, fit options): sizes log-uniform over 0-4 decades (0: constant), losses
+    """(law name, table, fit options): 0-120 runs, sizes log-uniform over 0-4 decades (0: constant), losses
     L = E + A/N^a + B/D^b of drawn parameters times a scale and lognormal noise, or noise alone, plus faults."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    rows = draw(st.integers(0, 40))
+    rows = draw(st.integers(0, 120))
     law = draw(st.sampled_from(["chinchilla", "data_constrained"]))
-    spread = lambda lo: np.exp(rng.uniform(np.log(lo), np.log(lo) + draw(st.sampled_from([0.0, 1.0, 9.2])), rows))
+    spread = lambda lo: np.exp(rng.uniform(np.log(lo), np.log(lo) + draw(st.sampled_from([0.0, 2.3, 4.6, 9.2])), rows))
     N, D = spread(3e7), spread(1e9)
     shape = draw(st.sampled_from(["law", "noise"]))
     if shape == "law":
@@ -38,13 +38,13 @@ def fit_cases(draw):
     else:
         loss = np.exp(rng.normal(1.0, 1.0, rows))
     loss = loss * 10.0 ** draw(st.sampled_from([0, 0, -8, 6])) * np.exp(rng.normal(0, draw(st.sampled_from(
-        [0.0, 0.01, 0.3])), rows))
+        [0.0, 0.01, 0.05, 0.3])), rows))
     frame = pd.DataFrame({"params": N, "tokens": D, "loss": loss})
     if law == "data_constrained":
         frame["unique_tokens"] = D / np.exp(rng.uniform(-1, 4, rows))
     if rows and draw(st.booleans()):
         frame["language"] = rng.choice(["en", "de", "sw"][:draw(st.integers(1, 3))], rows)
-    for fault in draw(st.lists(st.sampled_from(["duplicate", "outlier", "nan", "negative"]), max_size=2)):
+    for fault in draw(st.lists(st.sampled_from(["duplicate", "outlier", "nan", "negative"]), max_size=1)):
         if rows:
             i = int(rng.integers(rows))
             if fault == "duplicate":
@@ -84,7 +84,7 @@ def outcome(case) -> str:
     return "usable" if any(result.usable) else "flagged"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(fit_cases())
 def test_fit_refuses_in_one_named_error_or_reports_every_group_honestly(case):
     assert outcome(case) in ("refused", "usable", "flagged")
