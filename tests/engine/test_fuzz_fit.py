@@ -24,19 +24,22 @@ from atlas_jax.laws import get_law  # noqa: E402
 @st.composite
 def fit_cases(draw):
     """(law name, table, fit options): 0-120 runs, sizes log-uniform over 0-4 decades (0: constant), losses
-    L = E + A/N^a + B/D^b of drawn parameters times a scale and lognormal noise, or noise alone, plus faults."""
+    L = E + A/N^a + B/D^b of published-like or any parameters times a scale and lognormal noise, or noise alone,
+    plus a fault."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    rows = draw(st.integers(0, 120))
+    rows = draw(st.sampled_from([0, 4, 8, 15, 30, 60, 120]))
     law = draw(st.sampled_from(["chinchilla", "data_constrained"]))
-    spread = lambda lo: np.exp(rng.uniform(np.log(lo), np.log(lo) + draw(st.sampled_from([0.0, 2.3, 4.6, 9.2])), rows))
+    decades = lambda: draw(st.sampled_from([0.0, 2.3, 4.6, 9.2]))  # log-width of the sizes: 0 to 4 decades
+    spread = lambda lo: np.exp(rng.uniform(np.log(lo), np.log(lo) + decades(), rows))
     N, D = spread(3e7), spread(1e9)
-    shape = draw(st.sampled_from(["law", "noise"]))
-    if shape == "law":
-        E, A, B = np.exp(rng.uniform([-1, 2, 2], [1.5, 8, 9]))
-        a, b = rng.uniform(0.05, 1.0, 2)
-        loss = E + A / N**a + B / D**b
-    else:
+    shape = draw(st.sampled_from(["chinchilla-like", "wild", "noise"]))
+    if shape == "noise":
         loss = np.exp(rng.normal(1.0, 1.0, rows))
+    else:  # published-like parameters, or any (terms that vanish over the sizes leave parameters unidentified)
+        low, high = ([0.5, 100, 300, 0.25, 0.25], [3, 1000, 3000, 0.45, 0.45]) if shape == "chinchilla-like" else \
+            ([0.4, 7, 7, 0.05, 0.05], [4.5, 3000, 8000, 1.0, 1.0])
+        E, A, B, a, b = rng.uniform(low, high)
+        loss = E + A / N**a + B / D**b
     loss = loss * 10.0 ** draw(st.sampled_from([0, 0, -8, 6])) * np.exp(rng.normal(0, draw(st.sampled_from(
         [0.0, 0.01, 0.05, 0.3])), rows))
     frame = pd.DataFrame({"params": N, "tokens": D, "loss": loss})
