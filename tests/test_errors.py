@@ -5,6 +5,7 @@ that points to the traceback's log file, exit 1."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -170,8 +171,6 @@ def test_bad_input_gives_one_error_line_exit_2_and_no_output(name, tmp_path, mon
     res = CliRunner().invoke(app, argv.replace("OUT", "out").split())
     lines = res.output.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (res.exit_code, res.output)
-    import re
-
     assert re.search(pattern, lines[0]), lines[0]
     assert "Traceback" not in res.output and set(os.listdir(tmp_path)) == before  # nothing written, nothing hidden
 
@@ -242,3 +241,33 @@ def test_cells_a_table_in_memory_may_hold(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(edited(case=["01"] * 6 + ["1"] * 6))
     assert list(read_table(path, text=("case",))["case"].unique()) == ["01", "1"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.parametrize("argv", ["fit t.csv --law chinchilla --out ro/out", "plot frontier --out ro/f.png",
+                                  "fit t.csv --law chinchilla --out ro"])
+def test_read_only_places_are_refused_in_one_line(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.csv").write_text(GOOD)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        res = CliRunner().invoke(app, argv.split())
+        assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("error: ") and \
+            "cannot write here" in res.output, res.output
+        assert os.listdir(tmp_path / "ro") == []
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_a_loss_that_ignores_n_is_no_answer(tmp_path):
+    """Losses that do not depend on N (A and alpha unidentified): once a zero-width "interval" with exit 0; now
+    flagged, written as diagnostics.csv (no params.csv), exit 3."""
+    rows = [(n, d, 1.7 + 410 / d ** 0.28) for n in (1e8, 2e8, 4e8, 8e8) for d in (2e9, 4e9, 8e9)]
+    (tmp_path / "t.csv").write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{v:.6f}\n" for n, d, v in rows))
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "t.csv"), "--law", "chinchilla", "--bootstrap", "20",
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 3, res.output
+    assert re.search(r"group 'all': not a trustworthy fit: .*alpha", res.output), res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".atlas-jax", "diagnostics.csv", "fit.json",
+                                                                   "fit.npz", "runs.parquet"]
