@@ -93,15 +93,16 @@ def prior_table(law: Law, priors: Mapping[str, tuple[float, float]] | None = Non
 
 
 def law_model(law: Law, features, group, n_groups: int, loc, scale, log_y=None, *, hierarchical: bool = False,
-              estimate=None, fisher=None, nu: float = NU, sigma_scale: float = SIGMA_SCALE):
-    """The NumPyro model (module doc); ``loc``/``scale`` are the priors' arrays in ``law.params`` order.
-    Hierarchical models take the groups' ``estimate`` [G, P] and ``fisher`` [G, P, P] (default: none, the
-    non-centred form)."""
+              estimate=None, fisher=None, variance=None, nu: float = NU, sigma_scale: float = SIGMA_SCALE):
+    """The NumPyro model (module doc); ``loc``/``scale`` are the priors' arrays in ``law.params`` order; of
+    ``law`` it reads ``log_loss`` only. Hierarchical models take the groups' ``estimate`` [G, P] and ``fisher``
+    [G, P, P] (default: none, the non-centred form) and ``variance`` (:func:`group_variance`, computed from them
+    unless given: given, the arrays may be traced)."""
     P = len(loc)
     if hierarchical:
-        fisher = np.zeros((n_groups, P, P)) if fisher is None else np.asarray(fisher, float)
-        estimate = np.zeros((n_groups, P)) if estimate is None else np.asarray(estimate, float)
-        variance = group_variance(fisher, scale)
+        fisher = jnp.zeros((n_groups, P, P)) if fisher is None else jnp.asarray(fisher)
+        estimate = jnp.zeros((n_groups, P)) if estimate is None else jnp.asarray(estimate)
+        variance = group_variance(fisher, scale) if variance is None else variance
         loc, scale = jnp.asarray(loc), jnp.asarray(scale)
         sd = numpyro.sample("sd", dist.HalfNormal(scale / 2.0).to_event(1))
         centre, spread = pooled_mean(estimate, variance, loc, scale, sd)

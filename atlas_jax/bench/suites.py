@@ -40,7 +40,7 @@ import pandas as pd
 
 from .. import datasets
 from ..bayes.model import flat_data, law_model, prior_table
-from ..bayes.sampler import _chain_method, posterior, rank_diagnostics
+from ..bayes.sampler import posterior, rank_diagnostics
 from ..engine.batch import fit
 from ..engine.evaluate import predict
 from ..engine.robust import huber
@@ -679,3 +679,21 @@ def _cli_targets(processes, grid_every, grid_starts) -> tuple[list[dict], list[d
 
 SUITES: dict[str, Callable[..., dict]] = {"epoch": epoch, "throughput": throughput, "nuts": nuts,
                                           "campaign": campaign, "targets": targets, "shared": shared, "cli": cli}
+
+
+def _chain_method(chains: int, devices: int):
+    """NumPyro's ``chain_method``: chains split into equal blocks over as many of the first ``devices`` local
+    devices as divide them, pmapped over the blocks and vectorised within each (``vectorized`` on one device);
+    and its label."""
+    n = max(d for d in range(1, min(chains, devices) + 1) if chains % d == 0)
+    if n == 1:
+        return "vectorized", "vectorized"
+
+    def method(one_chain):
+        run = jax.pmap(jax.vmap(one_chain), devices=jax.local_devices()[:n])
+
+        def blocks(args):
+            out = jax.device_get(run(jax.tree.map(lambda x: np.reshape(x, (n, -1) + x.shape[1:]), args)))
+            return jax.tree.map(lambda x: jnp.asarray(x.reshape((-1,) + x.shape[2:])), out)
+        return blocks
+    return method, f"{n} devices x {chains // n} vectorized"

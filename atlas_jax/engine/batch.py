@@ -137,11 +137,11 @@ def _tick(k) -> None:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, desc: str):
+def _progress_bar(enabled: bool, total: int, desc: str, unit: str = "fit"):
     if not enabled:
         yield
         return
-    _Progress.bar = tqdm(total=total, desc=desc, unit="fit", leave=False, file=sys.stderr)
+    _Progress.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
     try:
         yield
     finally:

@@ -94,3 +94,21 @@ def test_five_run_table_is_the_closed_form(tmp_path):
     assert len(frame) == 5 and len(set(n)) == 5 and len(set(d)) == 5 and len(set(d / n)) == 5
     closed = h["E"] + h["A"] / n ** h["alpha"] + h["B"] / d ** h["beta"]
     assert np.allclose(frame["loss"].to_numpy(), closed, rtol=1e-15)
+
+
+def test_reference_nuts_chain_blocks_keep_their_order():
+    """The reference NUTS's chain method (NumPyro's MCMC): 4 chains on 2 devices, 2 a block, give what one
+    vectorised call gives, in order."""
+    import jax
+    import jax.numpy as jnp
+
+    from atlas_jax.bench.suites import _chain_method
+
+    if jax.local_device_count() < 2:
+        pytest.skip("needs 2 local devices (one per CPU core, atlas_jax.devices)")
+    one_chain = lambda args: (jax.random.normal(args[0], (3,)) + jnp.sin(args[1]) @ args[1], args[1][::-1])
+    keys, x = jax.random.split(jax.random.PRNGKey(0), 4), jnp.arange(20.0).reshape(4, 5)
+    method, label = _chain_method(4, 2)
+    assert label == "2 devices x 2 vectorized" and _chain_method(4, 1)[1] == "vectorized"
+    for got, want in zip(method(one_chain)((keys, x)), jax.vmap(one_chain)((keys, x))):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12)
