@@ -17,7 +17,7 @@ _EXPORTS = {
     "fit": "engine", "fit_arrays": "engine", "group_data": "engine", "FitResult": "engine", "SavedFit": "engine", "fit_data_constrained_two_stage": "engine",
     "evaluate_holdout": "engine", "compare_laws": "engine", "holdout_mask": "engine", "predict": "engine",
     "r_squared": "engine", "Status": "engine",
-    "posterior": "bayes", "Posterior": "bayes",
+    "posterior": "bayes", "Posterior": "bayes", "design": "analysis", "Design": "analysis",
     "load_runs": "data", "validate_runs": "data", "RunTable": "data", "select_fit": "data.select",
     "load_chinchilla": "datasets", "load_datablations": "datasets", "load_campaign": "datasets",
     "Law": "laws", "Param": "laws", "LAWS": "laws", "get_law": "laws",

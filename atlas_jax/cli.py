@@ -221,6 +221,54 @@ def plan_cmd(
         typer.echo(f"wrote {out}/plan.json and plan.txt", err=True)
 
 
+@app.command("design")
+def design_cmd(
+    runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: "
+                                                  + ", ".join(BUNDLED) + "."),
+    law: LawName = typer.Option(..., "--law", help="Law to fit."),
+    target: str = typer.Option(..., "--target", help="N_opt, D_opt or loss_opt (with --flops), or a parameter "
+                                                      "(alpha, tau_en, ...)."),
+    flops: Optional[float] = typer.Option(None, "--flops", help="Compute budget C of N_opt, D_opt, loss_opt."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get their own fit."),
+    group: Optional[str] = typer.Option(None, "--group", help="The group to design for (with --group-by)."),
+    candidates: Optional[str] = typer.Option(None, "--candidates", help="Candidate runs (CSV/Parquet: params, "
+                                                                        "tokens and what the law reads); default a "
+                                                                        "25 x 40 grid around the runs."),
+    k: int = typer.Option(1, "--k", help="Runs to pick (greedily: each pick counts the ones before)."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="FLOPs the picked runs may take in all."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind the current uncertainty."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    as_json: bool = typer.Option(False, "--json", help="Print the design as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write DIR/design.json, picks.csv, candidates.csv "
+                                                           "and design.png (candidates on the N-D plane)."),
+    columns: Optional[List[str]] = _columns_option(),
+):
+    """Which runs to train next: rank candidate runs by how much each narrows TARGET's interval per FLOP (a
+    linearised Bayesian design over the fit's bootstrap draws) and pick K greedily. Refuses (exit 2) when the fit
+    has a flag other than a wide interval."""
+    import json
+
+    from atlas_jax.data.runs import parse_column_mapping
+    from atlas_jax.io import claim_output
+
+    if out is not None:
+        claim_output(out)
+    mapping = parse_column_mapping(columns or [])
+    frame = _read_runs(runs, mapping, validate=False, group_by=group_by)
+    cand = None if candidates is None else _read_runs(candidates, mapping, validate=False)
+    from atlas_jax.analysis.designer import design  # JAX from here on
+
+    with warnings.catch_warnings():  # the fit's warnings: a flagged fit is refused below
+        warnings.simplefilter("ignore", UserWarning)
+        result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
+                        budget=budget, bootstrap=bootstrap, seed=seed)
+    if out is not None:
+        result.save(out)
+    typer.echo(json.dumps(result.to_dict(), indent=2, default=float) if as_json else str(result))
+    if out is not None:
+        typer.echo(f"wrote {out}/design.json, picks.csv, candidates.csv and design.png", err=True)
+
+
 @app.command("predict")
 def predict_cmd(
     fit_dir: Path = typer.Option(..., "--fit", help="Folder of a fit saved by `atlas-jax fit`."),

@@ -7,6 +7,7 @@ returns the Figure; none calls ``plt.show()``.
 - :func:`frontier`: iso-loss frontiers for r times the languages (Longpre et al. 2026, section 4).
 - :func:`crossover`: pretrain-from-scratch and finetune curves with the crossover D* and its interval.
 - :func:`posterior_pairs`, :func:`posterior_forest`: posterior pair and forest plots through ArviZ.
+- :func:`design_map`: candidate runs on the N-D plane coloured by value per FLOP, the runs so far and the picks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .laws import get_law
 from .laws.curve import curve_loss
 
 __all__ = ["loss_fit", "residuals", "transfer_heatmap", "frontier", "crossover", "posterior_pairs",
-           "posterior_forest"]
+           "posterior_forest", "design_map"]
 
 AXIS_LABELS = {"params": "N (parameters)", "tokens": "D (training tokens)"}
 
@@ -293,4 +294,22 @@ def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
         a.tick_params(labelsize=8)
     fig = axes[0].figure
     fig.suptitle(f"posterior forest ({100 * HDI_PROB:.0f} % HDI)")
+    return fig
+
+
+def design_map(design, *, ax=None):
+    """Candidate runs of a :class:`~atlas_jax.analysis.Design` on the N-D plane, coloured by how much each
+    alone narrows the target's interval per PFLOP (log scale), the runs so far (black) and the picks (numbered)."""
+    fig, ax = _axes(ax)
+    c = design.candidates
+    value = np.maximum(c["value_per_pflop"].to_numpy(float), np.nanmax(c["value_per_pflop"]) * 1e-6)
+    dots = ax.scatter(c["params"], c["tokens"], c=np.log10(value), s=14, cmap="viridis", marker="s")
+    fig.colorbar(dots, ax=ax, label="log10 width reduction per PFLOP (alone)")
+    ax.scatter(design.runs["params"], design.runs["tokens"], s=10, c="black", label="runs so far")
+    for i, row in design.picks.iterrows():
+        ax.annotate(str(i + 1), (row["params"], row["tokens"]), color="red", weight="bold", ha="center",
+                    va="center")
+    ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS["params"], ylabel=AXIS_LABELS["tokens"],
+           title=f"next runs for {design.target}" + (f" at {design.flops:.2g} FLOPs" if design.flops else ""))
+    ax.legend(loc="lower right")
     return fig

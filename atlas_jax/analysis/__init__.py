@@ -1,5 +1,6 @@
 """Analyses built on fitted laws: cross-lingual transfer, the curse of multilinguality, and the
-pretrain-from-scratch vs finetune crossover, and the planner (Longpre et al. 2026, arXiv:2510.22037, sections 3-5)."""
+pretrain-from-scratch vs finetune crossover, and the planner (Longpre et al. 2026, arXiv:2510.22037, sections 3-5);
+which runs to train next (the designer)."""
 
 from ..runtime import setup
 
@@ -15,6 +16,7 @@ from .crossover import (
     posterior_crossovers,
 )
 from .planner import Plan, plan
+from .designer import Design, candidate_grid, design
 from .curse import expansion_multipliers, fit_curse_joint, iso_loss_frontier, loss_share, multipliers_with_intervals
 from .transfer import (
     LANGUAGES,
@@ -30,6 +32,9 @@ from .transfer import (
 )
 
 __all__ = [
+    "design",
+    "Design",
+    "candidate_grid",
     "load_transfer_matrix",
     "matrix_statistics",
     "LANGUAGES",

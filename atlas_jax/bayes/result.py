@@ -156,6 +156,7 @@ class Posterior:
         two curve posteriors: :func:`atlas_jax.analysis.posterior_crossovers`.
         """
         from ..analysis.curse import expansion_multipliers
+        from ..laws.chinchilla import compute_optimal
 
         names = self.public_names
         if any(n not in names for n in ("A", "B", "alpha", "beta")):
@@ -165,8 +166,7 @@ class Posterior:
         values = []
         for c in np.atleast_1d(np.asarray(flops, float)):
             with np.errstate(all="ignore"):
-                n_opt = (a * col["A"] / (b * col["B"])) ** (1.0 / (a + b)) * (c / 6.0) ** (b / (a + b))
-            d_opt = c / (6.0 * n_opt)
+                n_opt, d_opt = compute_optimal(col["A"], col["B"], a, b, c)
             values += [("N_opt", c, n_opt), ("D_opt", c, d_opt), ("tokens_per_param", c, d_opt / n_opt)]
         if "phi" in names and "psi" in names:
             for r in np.atleast_1d(np.asarray(r_values, float)):

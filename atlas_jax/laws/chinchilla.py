@@ -16,7 +16,8 @@ import numpy as np
 
 from .spec import Law, Param, lse
 
-__all__ = ["CHINCHILLA", "chinchilla_params", "coarse_chinchilla_params", "chinchilla_log_loss", "log_size_features"]
+__all__ = ["CHINCHILLA", "chinchilla_params", "coarse_chinchilla_params", "chinchilla_log_loss", "log_size_features",
+           "compute_optimal"]
 
 _EXPONENT = (0.0, 0.5, 1.0, 1.5, 2.0)
 
@@ -50,6 +51,14 @@ def chinchilla_log_loss(theta, log_n, log_d):
     """log L for internal theta = (e, a, b, alpha, beta) at log N, log D (one run)."""
     e, a, b, alpha, beta = theta[0], theta[1], theta[2], theta[3], theta[4]
     return lse(e, a - alpha * log_n, b - beta * log_d)
+
+
+def compute_optimal(A, B, alpha, beta, flops):
+    """(N*, D*) minimising E + A/N^alpha + B/D^beta at C = 6 N D (Hoffmann et al. 2022, appendix D):
+    N* = G (C/6)^(beta/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)), D* = C / (6 N*). NumPy or JAX
+    arrays alike."""
+    n_opt = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta)) * (flops / 6.0) ** (beta / (alpha + beta))
+    return n_opt, flops / (6.0 * n_opt)
 
 
 def log_size_features(frame) -> dict[str, np.ndarray]:

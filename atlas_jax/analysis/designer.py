@@ -1,0 +1,224 @@
+"""Which runs to train next: Bayesian c-optimal design of a scaling-law campaign (issue 17), :func:`design`.
+
+Given the runs so far, a law and a target quantity T (N* or D* at a compute budget, the compute-optimal loss
+there, or any parameter such as ``alpha`` or ``tau_en``), every candidate run x (a grid over N and D, or a
+user's table) is scored by how much it is expected to narrow T's interval per unit of training compute 6 N D.
+
+The current uncertainty is the bootstrap of the fit: draws theta_b (internal space) with covariance Sigma. A new
+run of log loss log L(theta; x) + e, e ~ N(0, sigma^2) (sigma: the fit's robust residual scale), adds
+information j j^T / sigma^2, j = d log L / d theta at x, so that (Sherman-Morrison, no inverse needed)
+
+    Var_b(T | x) = g_b^T Sigma_b g_b - (g_b^T Sigma_b j_b)^2 / (sigma^2 + j_b^T Sigma_b j_b),  g_b = dT/dtheta
+
+with g and j evaluated at every draw theta_b: a linearised preposterior analysis averaged over the current
+uncertainty (Chaloner & Verdinelli 1995, "Bayesian experimental design: a review", sections 2.2-2.3). The
+expected interval width after x is the current (bootstrap percentile) width times
+sqrt(mean_b Var_b(T | x) / mean_b Var_b(T)). A batch of k runs is chosen greedily: after each pick every
+Sigma_b is updated by it (Sigma_b - Sigma_b j j^T Sigma_b / (sigma^2 + j^T Sigma_b j)), so a second copy of the
+best run is worth less than the first, and the next pick goes where the remaining uncertainty is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..data.runs import RunTable, validate_runs
+from ..engine.batch import fit
+from ..engine.result import group_index
+from ..engine.solver import Status
+from ..laws import get_law
+from ..laws.chinchilla import compute_optimal
+from ..laws.spec import Law
+
+__all__ = ["Design", "design", "candidate_grid", "TARGETS"]
+
+#: Planning quantities at a compute budget (``flops``), for laws with E A B alpha beta; any parameter name of the
+#: law is a target too.
+TARGETS = ("N_opt", "D_opt", "loss_opt")
+
+
+@dataclass(frozen=True)
+class Design:
+    """The ranked candidates and the greedy batch: ``picks`` (k rows: ``params, tokens, flops`` and the expected
+    interval ``width`` after the runs picked so far, ``value_per_pflop``), ``candidates`` (every candidate with
+    its value alone), the current ``width`` of the target's ``level`` interval and ``estimate``."""
+
+    law: str
+    target: str
+    flops: float | None
+    group: str | None
+    estimate: float
+    width: float
+    level: float
+    picks: pd.DataFrame
+    candidates: pd.DataFrame
+    runs: pd.DataFrame
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return {"law": self.law, "target": self.target, "flops": self.flops, "group": self.group,
+                "estimate": self.estimate, "width": self.width, "level": self.level,
+                "picks": self.picks.to_dict(orient="records"), "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        at = f" at {self.flops:.3g} FLOPs" if self.flops else ""
+        head = (f"{self.target}{at} ({self.law}{', ' + self.group if self.group else ''}): {self.estimate:.4g}, "
+                f"{self.level:.0%} interval width {self.width:.4g} now")
+        with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 140):
+            table = self.picks.to_string(index=False)
+        return "\n".join([head, "next runs, in order (expected width after each):", table, *self.notes])
+
+    def save(self, out, figure: bool = True) -> None:
+        """Write ``out/design.json`` (:meth:`to_dict`), ``picks.csv``, ``candidates.csv`` and (``figure``)
+        ``design.png`` (:func:`atlas_jax.figures.design_map`), atomically."""
+        from ..io import atomic_output_dir, write_json
+
+        with atomic_output_dir(out) as tmp:
+            write_json(tmp / "design.json", self.to_dict())
+            self.picks.to_csv(tmp / "picks.csv", index=False)
+            self.candidates.to_csv(tmp / "candidates.csv", index=False)
+            if figure:
+                import matplotlib.pyplot as plt
+
+                from ..figures import design_map
+
+                fig = design_map(self)
+                fig.savefig(tmp / "design.png", dpi=120)
+                plt.close(fig)
+
+
+def candidate_grid(runs: pd.DataFrame, n: int = 25, m: int = 40, reach: float = 8.0) -> pd.DataFrame:
+    """``n`` x ``m`` candidate runs, log-spaced from half the smallest to ``reach`` times the largest ``params``
+    and ``tokens`` of ``runs``."""
+    axis = lambda c, k: np.geomspace(runs[c].min() / 2, runs[c].max() * reach, k)
+    N, D = np.meshgrid(axis("params", n), axis("tokens", m), indexing="ij")
+    return pd.DataFrame({"params": N.ravel(), "tokens": D.ravel()})
+
+
+def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidates: pd.DataFrame | None = None, *,
+           flops: float | None = None, group_by: str | None = None, group: str | None = None, k: int = 1,
+           budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95) -> Design:
+    """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
+    FLOP and pick ``k`` runs greedily, within ``budget`` FLOPs in all (module doc). ``target``: one of
+    :data:`TARGETS` (with ``flops``) or a parameter name; ``group``: the group of ``group_by`` to design for.
+    Raises ``ValueError`` when the fit has a flag other than a wide interval (no design can rest on a fit that is
+    not identified, at a bound or not converged), or the target is unknown."""
+    law = get_law(law) if isinstance(law, str) else law
+    frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required,
+                                                                   group_by=group_by)).frame
+    if int(k) != k or k < 1 or (budget is not None and not budget > 0) or bootstrap < 20:
+        raise ValueError(f"k = {k}, budget = {budget}, bootstrap = {bootstrap}: expected an integer k >= 1, a "
+                         "budget > 0 FLOPs and at least 20 bootstrap resamples")
+    res = fit(law, RunTable(frame), group_by=group_by, bootstrap=bootstrap, seed=seed, level=level)
+    g = group_index(res.groups, group)
+    notes = []
+    if set(res.flags[g]) - {"wide_interval"}:
+        raise ValueError(f"cannot design runs: the {law.name} fit of {res.groups[g]!r} is {res.verdict(res.groups[g])};"
+                         " a design needs a fit whose only flag, if any, is a wide interval (more varied runs "
+                         "first, or fix parameters)")
+    if res.flags[g]:
+        notes.append(f"the fit is {res.verdict(res.groups[g])}: what the next runs should narrow")
+    value = _target(law, res.names[g], target, flops)
+    ok = Status.usable(res.sample_status[g])
+    theta = np.array([[p.to_internal(v) for p, v in zip(law.params, row)] for row in res.samples[g][ok]])
+    estimate = float(value(jnp.asarray([p.to_internal(v) for p, v in zip(law.params, res.estimate[g])])))
+    values = np.asarray(jax.vmap(value)(jnp.asarray(theta)))
+    tail = 50.0 * (1.0 - level)
+    width = float(np.diff(np.nanpercentile(values, [tail, 100.0 - tail]))[0])
+
+    rows = frame if group_by is None else frame[frame[group_by].astype(str) == res.groups[g]]
+    if candidates is None and set(law.required) - {"params", "tokens", "loss"}:
+        raise ValueError(f"law {law.name!r} reads {', '.join(law.required)}: give the candidate runs as a table "
+                         "(candidates=..., --candidates FILE) with those columns")
+    cand = candidate_grid(rows) if candidates is None else candidates.reset_index(drop=True)
+    features = law.features(cand)
+    fixed = np.array([p.name in res.fixed for p in law.params])
+    sigma2 = _noise_variance(law, theta, rows, res.estimate[g]) if not fixed.all() else 1.0
+    grad_t = np.array(jax.vmap(jax.grad(value))(jnp.asarray(theta)))                       # [B, P]
+    jac = np.array(jax.vmap(lambda t: jax.vmap(lambda x: jax.grad(law.log_loss)(t, x))(
+        {k_: jnp.asarray(v) for k_, v in features.items()}))(jnp.asarray(theta)))             # [B, C, P]
+    jac[..., fixed] = 0.0
+    grad_t[:, fixed] = 0.0
+    sigma = np.broadcast_to(np.cov(theta, rowvar=False), (len(theta),) + (theta.shape[1],) * 2).copy()
+    cost = 6.0 * cand["params"].to_numpy(float) * cand["tokens"].to_numpy(float)
+
+    v0 = float(np.mean(np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)))
+    single = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
+    scored = cand.assign(flops=cost, width=single, value_per_pflop=(width - single) / cost * 1e15)
+    picks, spent = [], 0.0
+    for _ in range(int(k)):
+        after = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
+        before = picks[-1]["width"] if picks else width
+        gain = (before - after) / cost
+        allowed = np.isfinite(gain) & (True if budget is None else spent + cost <= budget)
+        if not allowed.any():
+            break
+        i = int(np.argmax(np.where(allowed, gain, -np.inf)))
+        spent += cost[i]
+        picks.append({**cand.iloc[i].to_dict(), "flops": cost[i], "width": float(after[i]),
+                      "value_per_pflop": float(gain[i] * 1e15), "total_flops": spent})
+        sigma = _updated(sigma, jac[:, i], sigma2)
+    notes += [f"linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log loss, "
+             f"the fit's robust residual scale) added to the covariance of {len(theta)} bootstrap draws"]
+    if len(picks) < k:
+        notes.append(f"{len(picks)} of {k} runs fit the budget of {budget:.3g} FLOPs")
+    return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
+                  pd.DataFrame(picks), scored.sort_values("value_per_pflop", ascending=False, ignore_index=True),
+                  rows[list(dict.fromkeys(["params", "tokens", "loss"]))].reset_index(drop=True), tuple(notes))
+
+
+def _target(law: Law, names: Sequence[str], target: str, flops: float | None):
+    """T(theta) on internal parameters, differentiable."""
+    if target in TARGETS:
+        if any(n not in law.names for n in ("E", "A", "B", "alpha", "beta")):
+            raise ValueError(f"target {target!r}: needs a law with E A B alpha beta ({law.name!r} has "
+                             f"{', '.join(law.names)})")
+        if flops is None or not flops > 0:
+            raise ValueError(f"target {target!r}: give the compute budget it is at (flops=, --flops C > 0; got "
+                             f"{flops})")
+        idx = {n: law.index(n) for n in ("E", "A", "B", "alpha", "beta")}
+
+        def value(theta):
+            E, A, B = (jnp.exp(theta[idx[n]]) for n in ("E", "A", "B"))
+            alpha, beta = theta[idx["alpha"]], theta[idx["beta"]]
+            n_opt, d_opt = compute_optimal(A, B, alpha, beta, flops)
+            if target == "N_opt":
+                return n_opt
+            if target == "D_opt":
+                return d_opt
+            return E + A / n_opt ** alpha + B / d_opt ** beta
+        return value
+    if target not in names:
+        raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)} (with --flops) or a "
+                         f"parameter: {', '.join(names)}")
+    i, p = list(names).index(target), law.params[list(names).index(target)]
+    return (lambda theta: jnp.exp(theta[i])) if p.log else (lambda theta: theta[i])
+
+
+def _noise_variance(law: Law, theta, rows: pd.DataFrame, estimate) -> float:
+    """Squared robust scale (1.4826 MAD) of the fit's log residuals, floored at 1e-8."""
+    internal = jnp.asarray([p.to_internal(v) for p, v in zip(law.params, estimate)])
+    x = {k: jnp.asarray(v) for k, v in law.features(rows).items()}
+    resid = np.log(rows["loss"].to_numpy(float)) - np.asarray(jax.vmap(lambda xi: law.log_loss(internal, xi))(x))
+    return max(float(1.4826 * np.median(np.abs(resid - np.median(resid)))) ** 2, 1e-8)
+
+
+def _expected_width(grad_t, sigma, jac, sigma2, width, v0) -> np.ndarray:
+    """Expected interval width after adding each candidate (module doc): [C]."""
+    sg = np.einsum("bpq,bq->bp", sigma, grad_t)                                   # Sigma g  [B, P]
+    v = np.einsum("bp,bp->b", grad_t, sg)[:, None]                                # g' Sigma g
+    num = np.einsum("bcp,bp->bc", jac, sg) ** 2                                   # (g' Sigma j)^2
+    den = sigma2 + np.einsum("bcp,bpq,bcq->bc", jac, sigma, jac)                  # sigma^2 + j' Sigma j
+    return width * np.sqrt(np.maximum(np.mean(v - num / den, axis=0), 0.0) / v0)
+
+
+def _updated(sigma, j, sigma2) -> np.ndarray:
+    """Every draw's covariance after one more run with Jacobian j [B, P]."""
+    sj = np.einsum("bpq,bq->bp", sigma, j)
+    return sigma - np.einsum("bp,bq->bpq", sj, sj) / (sigma2 + np.einsum("bp,bp->b", j, sj))[:, None, None]

@@ -1,0 +1,81 @@
+"""Simulated campaigns for the designer (issue 17): from a 4 x 4 lattice of Chinchilla runs (the truth of
+Hoffmann et al. 2022, 1 % lognormal noise, numpy), pick the next runs for N* at 1e22 FLOPs with ``aj.design``, and,
+against it, random runs of the same candidate grid; simulate their losses from the truth, refit with 200 bootstrap
+resamples, and record the interval's width, its compute and whether it holds the true N*. Writes
+``benchmarks/results/design_<date>.json``.
+
+    python benchmarks/design_campaign.py [CAMPAIGNS]      # default 5
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUTH = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+FLOPS = 1e22
+
+
+def runs_at(N, D, seed):
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    t = TRUTH
+    loss = t["E"] + t["A"] / N ** t["alpha"] + t["B"] / D ** t["beta"]
+    return pd.DataFrame({"params": N, "tokens": D,
+                         "loss": loss * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(N)))})
+
+
+def n_opt(A, B, a, b):
+    return (a * A / (b * B)) ** (1 / (a + b)) * (FLOPS / 6) ** (b / (a + b))
+
+
+def interval(frame, aj) -> tuple[float, bool]:
+    s = aj.fit("chinchilla", frame, bootstrap=200).samples[0]
+    low, high = np.percentile(n_opt(s[:, 1], s[:, 2], s[:, 3], s[:, 4]), [2.5, 97.5])
+    true = n_opt(TRUTH["A"], TRUTH["B"], TRUTH["alpha"], TRUTH["beta"])
+    return float(high - low), bool(low <= true <= high)
+
+
+def main(campaigns: int = 5) -> dict:
+    import atlas_jax as aj
+    from atlas_jax.analysis import candidate_grid
+    from atlas_jax.io import machine_record
+
+    N, D = (a.ravel() for a in np.meshgrid([5e7, 1.5e8, 4.5e8, 1.35e9], [1e9, 3e9, 9e9, 2.7e10], indexing="ij"))
+    record = {**machine_record(), "truth": TRUTH, "flops": FLOPS, "campaigns": []}
+    for c in range(campaigns):
+        base = runs_at(N, D, 100 + c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            picked = aj.design("chinchilla", base, "N_opt", flops=FLOPS, k=12, seed=c).picks
+            now, _ = interval(base, aj)
+            width, covered = interval(pd.concat([base, runs_at(picked["params"], picked["tokens"], 200 + c)]), aj)
+            grid, random = candidate_grid(base), []
+            for s in range(6):
+                r = grid.iloc[np.random.default_rng(1000 * c + s).choice(len(grid), 3, replace=False)]
+                w, cov = interval(pd.concat([base, runs_at(r["params"], r["tokens"], 300 + 10 * c + s)]), aj)
+                random.append({"width": w, "covered": cov, "flops": float((6 * r["params"] * r["tokens"]).sum())})
+        row = {"width_now": now, "design": {"runs": len(picked), "flops": float(picked["flops"].sum()),
+                                             "predicted_width": float(picked["width"].iloc[-1]), "width": width,
+                                             "covered": covered},
+               "random_3_runs": {"median_width": float(np.median([r["width"] for r in random])),
+                                 "median_flops": float(np.median([r["flops"] for r in random])),
+                                 "coverage": float(np.mean([r["covered"] for r in random]))}}
+        record["campaigns"].append(row)
+        print(f"campaign {c}: width {now:.3g} now; design {width:.3g} with {row['design']['flops']:.2g} FLOPs "
+              f"(predicted {row['design']['predicted_width']:.3g}, covered {covered}); 3 random runs "
+              f"{row['random_3_runs']['median_width']:.3g} with {row['random_3_runs']['median_flops']:.2g} FLOPs",
+              flush=True)
+    out = ROOT / "benchmarks" / "results" / f"design_{record['date']}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:2]))
