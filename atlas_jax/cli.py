@@ -237,6 +237,8 @@ def design_cmd(
     k: int = typer.Option(1, "--k", help="Runs to pick (greedily: each pick counts the ones before)."),
     budget: Optional[float] = typer.Option(None, "--budget", help="FLOPs the picked runs may take in all."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind the current uncertainty."),
+    refit: int = typer.Option(0, "--refit", help="At each pick, score the best N candidates again by refits of "
+                                                  "simulated outcomes (default 0: the linearised scores only)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print the design as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write DIR/design.json, picks.csv, candidates.csv "
@@ -244,8 +246,8 @@ def design_cmd(
     columns: Optional[List[str]] = _columns_option(),
 ):
     """Which runs to train next: rank candidate runs by how much each narrows TARGET's interval per FLOP (a
-    linearised Bayesian design over the fit's bootstrap draws) and pick K greedily. Refuses (exit 2) when the fit
-    has a flag other than a wide interval."""
+    linearised Bayesian design over the fit's bootstrap draws; --refit re-scores the best by refits of simulated
+    outcomes) and pick K greedily. Refuses (exit 2) when the fit has a flag other than a wide interval."""
     import json
 
     from atlas_jax.data.runs import parse_column_mapping
@@ -261,7 +263,7 @@ def design_cmd(
     with warnings.catch_warnings():  # the fit's warnings: a flagged fit is refused below
         warnings.simplefilter("ignore", UserWarning)
         result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
-                        budget=budget, bootstrap=bootstrap, seed=seed)
+                        budget=budget, bootstrap=bootstrap, seed=seed, refit=refit)
     if out is not None:
         result.save(out)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=float) if as_json else str(result))

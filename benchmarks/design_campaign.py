@@ -1,8 +1,8 @@
-"""Simulated campaigns for the designer (issue 17): from a 4 x 4 lattice of Chinchilla runs (the truth of
-Hoffmann et al. 2022, 1 % lognormal noise, numpy), pick the next runs for N* at 1e22 FLOPs with ``aj.design``, and,
-against it, random runs of the same candidate grid; simulate their losses from the truth, refit with 200 bootstrap
-resamples, and record the interval's width, its compute and whether it holds the true N*. Writes
-``benchmarks/results/design_<date>.json``.
+"""Simulated campaigns for the designer (issue 17). From a 4 x 4 lattice of Chinchilla runs (the truth of Hoffmann
+et al. 2022, 1 % lognormal noise, numpy), pick 12 runs for N* at 1e22 FLOPs with ``aj.design``, linearised
+(``refit=0``) and re-scored by refits (``refit=16``), and, against them, 3 random runs of the same candidate grid;
+simulate their losses from the truth, refit with 200 bootstrap resamples, and record the interval's width, its
+compute and whether it holds the true N*. Writes ``benchmarks/results/design_<date>.json``.
 
     python benchmarks/design_campaign.py [CAMPAIGNS]      # default 5
 """
@@ -52,23 +52,28 @@ def main(campaigns: int = 5) -> dict:
         base = runs_at(N, D, 100 + c)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            picked = aj.design("chinchilla", base, "N_opt", flops=FLOPS, k=12, seed=c).picks
             now, _ = interval(base, aj)
-            width, covered = interval(pd.concat([base, runs_at(picked["params"], picked["tokens"], 200 + c)]), aj)
+            designs = {}
+            for refit in (0, 16):
+                picked = aj.design("chinchilla", base, "N_opt", flops=FLOPS, k=12, seed=c, refit=refit).picks
+                width, covered = interval(pd.concat([base, runs_at(picked["params"], picked["tokens"], 200 + c)]),
+                                          aj) if len(picked) else interval(base, aj)
+                designs[f"refit_{refit}"] = {
+                    "runs": len(picked), "flops": float(picked["flops"].sum()), "width": width, "covered": covered,
+                    "predicted_width": float(picked["width"].iloc[-1]) if len(picked) else None}
             grid, random = candidate_grid(base), []
             for s in range(6):
                 r = grid.iloc[np.random.default_rng(1000 * c + s).choice(len(grid), 3, replace=False)]
                 w, cov = interval(pd.concat([base, runs_at(r["params"], r["tokens"], 300 + 10 * c + s)]), aj)
                 random.append({"width": w, "covered": cov, "flops": float((6 * r["params"] * r["tokens"]).sum())})
-        row = {"width_now": now, "design": {"runs": len(picked), "flops": float(picked["flops"].sum()),
-                                             "predicted_width": float(picked["width"].iloc[-1]), "width": width,
-                                             "covered": covered},
+        row = {"width_now": now, "design": designs,
                "random_3_runs": {"median_width": float(np.median([r["width"] for r in random])),
                                  "median_flops": float(np.median([r["flops"] for r in random])),
                                  "coverage": float(np.mean([r["covered"] for r in random]))}}
         record["campaigns"].append(row)
-        print(f"campaign {c}: width {now:.3g} now; design {width:.3g} with {row['design']['flops']:.2g} FLOPs "
-              f"(predicted {row['design']['predicted_width']:.3g}, covered {covered}); 3 random runs "
+        shown = "; ".join(f"{k}: {d['runs']} runs, {d['width']:.3g} with {d['flops']:.2g} FLOPs"
+                          for k, d in designs.items())
+        print(f"campaign {c}: width {now:.3g} now; {shown}; 3 random runs "
               f"{row['random_3_runs']['median_width']:.3g} with {row['random_3_runs']['median_flops']:.2g} FLOPs",
               flush=True)
     out = ROOT / "benchmarks" / "results" / f"design_{record['date']}.json"

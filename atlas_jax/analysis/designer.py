@@ -16,10 +16,16 @@ expected interval width after x is the current (bootstrap percentile) width time
 sqrt(mean_b Var_b(T | x) / mean_b Var_b(T)). A batch of k runs is chosen greedily: after each pick every
 Sigma_b is updated by it (Sigma_b - Sigma_b j j^T Sigma_b / (sigma^2 + j^T Sigma_b j)), so a second copy of the
 best run is worth less than the first, and the next pick goes where the remaining uncertainty is.
+
+The linearisation ranks all candidates; with ``refit=M``, at each pick the best M of them are scored again by
+simulation: in replicate b the existing runs are drawn with bootstrap counts, the runs picked so far and the
+candidate get losses simulated from theta_b with noise sigma, and the law is refitted from the estimate; the
+target's interval over the replicates is the expected width. All candidates x replicates are one batched fit.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -103,18 +109,22 @@ def candidate_grid(runs: pd.DataFrame, n: int = 25, m: int = 40, reach: float = 
 
 def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidates: pd.DataFrame | None = None, *,
            flops: float | None = None, group_by: str | None = None, group: str | None = None, k: int = 1,
-           budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95) -> Design:
+           budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
+           refit: int = 0) -> Design:
     """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
     FLOP and pick ``k`` runs greedily, within ``budget`` FLOPs in all (module doc). ``target``: one of
     :data:`TARGETS` (with ``flops``) or a parameter name; ``group``: the group of ``group_by`` to design for.
+    ``refit``: at each pick the best ``refit`` candidates of the linearised ranking are scored again by
+    simulated outcomes refitted in one batch (:class:`_Simulation`); 0 (default) keeps the linearised scores.
+    The design stops early when no candidate is expected to narrow the interval.
     Raises ``ValueError`` when the fit has a flag other than a wide interval (no design can rest on a fit that is
     not identified, at a bound or not converged), or the target is unknown."""
     law = get_law(law) if isinstance(law, str) else law
     frame = (runs if isinstance(runs, RunTable) else validate_runs(runs, required=law.required,
                                                                    group_by=group_by)).frame
-    if int(k) != k or k < 1 or (budget is not None and not budget > 0) or bootstrap < 20:
-        raise ValueError(f"k = {k}, budget = {budget}, bootstrap = {bootstrap}: expected an integer k >= 1, a "
-                         "budget > 0 FLOPs and at least 20 bootstrap resamples")
+    if int(k) != k or k < 1 or (budget is not None and not budget > 0) or bootstrap < 20 or refit < 0:
+        raise ValueError(f"k = {k}, budget = {budget}, bootstrap = {bootstrap}, refit = {refit}: expected an integer "
+                         "k >= 1, a budget > 0 FLOPs, at least 20 bootstrap resamples and refit >= 0")
     res = fit(law, RunTable(frame), group_by=group_by, bootstrap=bootstrap, seed=seed, level=level)
     g = group_index(res.groups, group)
     notes = []
@@ -151,26 +161,100 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     v0 = float(np.mean(np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)))
     single = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
     scored = cand.assign(flops=cost, width=single, value_per_pflop=(width - single) / cost * 1e15)
+    sim = _Simulation(law, rows, theta, res.estimate[g], features, np.sqrt(sigma2), value, level, seed) \
+        if refit else None
     picks, spent = [], 0.0
+    simulated_now = float(sim.widths()[0]) if sim is not None else width  # the same scheme, no new run
     for _ in range(int(k)):
-        after = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
-        before = picks[-1]["width"] if picks else width
-        gain = (before - after) / cost
-        allowed = np.isfinite(gain) & (True if budget is None else spent + cost <= budget)
+        after = linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
+        before = picks[-1]["width"] if picks else simulated_now
+        allowed = np.isfinite(after) & (True if budget is None else spent + cost <= budget)
         if not allowed.any():
             break
-        i = int(np.argmax(np.where(allowed, gain, -np.inf)))
+        if sim is not None:  # the linearised ranking's best, scored by refits of simulated outcomes
+            linear_before = picks[-1]["linearised_width"] if picks else width
+            top = np.argsort(np.where(allowed, (linear - linear_before) / cost, np.inf))[:refit]
+            top = top[allowed[top]]
+            after = np.full_like(linear, np.inf)
+            after[top] = sim.widths(top)
+        gain = (before - after) / cost
+        i = int(np.argmax(np.where(allowed & np.isfinite(gain), gain, -np.inf)))
+        if not gain[i] > 0:
+            notes.append(f"stopped after {len(picks)} run(s): no candidate is expected to narrow the interval further")
+            break
         spent += cost[i]
         picks.append({**cand.iloc[i].to_dict(), "flops": cost[i], "width": float(after[i]),
-                      "value_per_pflop": float(gain[i] * 1e15), "total_flops": spent})
+                      "linearised_width": float(linear[i]), "value_per_pflop": float(gain[i] * 1e15),
+                      "total_flops": spent})
         sigma = _updated(sigma, jac[:, i], sigma2)
-    notes += [f"linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log loss, "
-             f"the fit's robust residual scale) added to the covariance of {len(theta)} bootstrap draws"]
-    if len(picks) < k:
+        if sim is not None:
+            sim.add(i)
+    notes += [f"ranked linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log "
+              f"loss, the fit's robust residual scale) added to the covariance of {len(theta)} bootstrap draws"
+              + (f"; the best {refit} at each pick scored by {len(theta)} refits of simulated outcomes each "
+                 f"(width without new runs in that scheme: {simulated_now:.4g})" if refit else "")]
+    if len(picks) < k and budget is not None and not any(n.startswith("stopped") for n in notes):
         notes.append(f"{len(picks)} of {k} runs fit the budget of {budget:.3g} FLOPs")
+    columns = [*cand.columns, "flops", "width", "linearised_width", "value_per_pflop", "total_flops"]
     return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
-                  pd.DataFrame(picks), scored.sort_values("value_per_pflop", ascending=False, ignore_index=True),
+                  pd.DataFrame(picks, columns=columns),
+                  scored.sort_values("value_per_pflop", ascending=False, ignore_index=True),
                   rows[list(dict.fromkeys(["params", "tokens", "loss"]))].reset_index(drop=True), tuple(notes))
+
+
+class _Simulation:
+    """Preposterior bootstrap by simulation: replicate b of the campaign after new runs S draws the existing runs
+    with bootstrap counts c_b and gives each new run the loss simulated from draw theta_b (log L(theta_b; x) plus
+    N(0, sigma^2) noise); the law is refitted to every replicate from the estimate, all candidates x all replicates
+    in one batch (:func:`~atlas_jax.fit_arrays`), and the target's interval over the replicates is the width to
+    expect after S."""
+
+    def __init__(self, law, rows, theta, estimate, features, sigma, value, level, seed):
+        from ..engine.batch import group_data
+        from ..engine.bootstrap import resample_counts
+
+        self.law, self.value, self.level, self.theta = law, value, level, theta
+        self.base = group_data(law, rows, None)
+        rng = np.random.default_rng(seed + 7)
+        self.counts = resample_counts(rng, self.base.mask.shape[1], len(theta)).astype(float)   # [B, n]
+        self.start = np.array([[p.to_internal(v) for p, v in zip(law.params, estimate)]])
+        self.candidates = {k: np.asarray(v, float) for k, v in features.items()}              # [C] each
+        predicted = np.asarray(jax.vmap(lambda t: jax.vmap(lambda x: law.log_loss(t, x))(
+            {k: jnp.asarray(v) for k, v in self.candidates.items()}))(jnp.asarray(theta)))     # [B, C]
+        self.outcomes = predicted + sigma * rng.standard_normal(predicted.shape)
+        self.picked: list[int] = []
+
+    def add(self, i: int) -> None:
+        self.picked.append(i)
+
+    def widths(self, candidates: np.ndarray | None = None) -> np.ndarray:
+        """The target's interval width after the picked runs and each of ``candidates`` (None: the picked runs
+        alone): [len(candidates)] (or [1])."""
+        from ..engine.batch import GroupedData, fit_arrays
+
+        new = np.array([self.picked + [c] for c in candidates] if candidates is not None else [self.picked],
+                       dtype=int).reshape(-1 if candidates is not None else 1, len(self.picked) + (
+                           candidates is not None))                                            # [M, s (+ 1)]
+        B, (_, n), M = len(self.theta), self.base.mask.shape, len(new)
+        feats = {k: np.concatenate([np.broadcast_to(v, (M, B, n)), np.broadcast_to(
+            self.candidates[k][new][:, None, :], (M, B, new.shape[1]))], axis=2).reshape(M * B, -1)
+            for k, v in self.base.features.items()}
+        log_y = np.concatenate([np.broadcast_to(self.base.log_y, (M, B, n)),
+                                np.swapaxes(self.outcomes[:, new], 0, 1)], axis=2).reshape(M * B, -1)
+        mask = np.concatenate([np.broadcast_to(self.counts, (M, B, n)), np.ones((M, B, new.shape[1]))],
+                              axis=2).reshape(M * B, -1)
+        data = GroupedData(tuple(map(str, range(M * B))), (self.law.names,) * (M * B), feats, log_y, mask)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # replicates' flags: their spread is the answer
+            refits = fit_arrays(self.law, data, starts=self.start, screen_steps=0, keep=1)
+        with np.errstate(divide="ignore"):  # a collapsed refit (E = 0): not usable below
+            internal = np.stack([p.to_internal(refits.estimate[:, j]) for j, p in enumerate(self.law.params)], 1)
+        values = np.asarray(jax.vmap(self.value)(jnp.asarray(internal))).reshape(M, B)
+        usable = Status.usable(np.array([Status[s.upper()] for s in refits.status])).reshape(M, B)
+        values = np.where(usable & np.isfinite(values), values, np.nan)
+        tail = 50.0 * (1.0 - self.level)
+        low, high = np.nanpercentile(values, [tail, 100.0 - tail], axis=1)
+        return high - low
 
 
 def _target(law: Law, names: Sequence[str], target: str, flops: float | None):
