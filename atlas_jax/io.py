@@ -65,8 +65,9 @@ def _check(out: Path, folder: bool) -> Path:
         foreign = _foreign(out)
         if foreign:
             raise ValueError(f"{out}: holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, not "
-                             f"written by atlas-jax; expected a new or empty folder, or one written by atlas-jax "
-                             f"(its {MANIFEST} file lists its files), which is replaced as a whole")
+                             f"written by atlas-jax (or by a version before its {MANIFEST} manifest); expected a new "
+                             f"or empty folder, or one atlas-jax wrote, which is replaced as a whole: give another "
+                             f"--out or move those files")
     return out
 
 
