@@ -1,6 +1,6 @@
 """Simulated campaigns for the designer (issue 17). From a 4 x 4 lattice of Chinchilla runs (the truth of Hoffmann
-et al. 2022, 1 % lognormal noise, numpy), pick 12 runs for N* at 1e22 FLOPs with ``aj.design``, linearised
-(``refit=0``) and re-scored by refits (``refit=16``), and, against them, 3 random runs of the same candidate grid;
+et al. 2022, 1 % lognormal noise, numpy), pick 12 and 48 runs for N* at 1e22 FLOPs with ``aj.design``, linearised
+(``refit=0``), and 12 re-scored by refits (``refit=16``); against them, 3 random runs of the same candidate grid;
 simulate their losses from the truth, refit with 200 bootstrap resamples, and record the interval's width, its
 compute and whether it holds the true N*. Writes ``benchmarks/results/design_<date>.json``.
 
@@ -54,11 +54,11 @@ def main(campaigns: int = 5) -> dict:
             warnings.simplefilter("ignore", UserWarning)
             now, _ = interval(base, aj)
             designs = {}
-            for refit in (0, 16):
-                picked = aj.design("chinchilla", base, "N_opt", flops=FLOPS, k=12, seed=c, refit=refit).picks
+            for k, refit in ((12, 0), (48, 0), (12, 16)):
+                picked = aj.design("chinchilla", base, "N_opt", flops=FLOPS, k=k, seed=c, refit=refit).picks
                 width, covered = interval(pd.concat([base, runs_at(picked["params"], picked["tokens"], 200 + c)]),
                                           aj) if len(picked) else interval(base, aj)
-                designs[f"refit_{refit}"] = {
+                designs[f"k{k}_refit{refit}"] = {
                     "runs": len(picked), "flops": float(picked["flops"].sum()), "width": width, "covered": covered,
                     "predicted_width": float(picked["width"].iloc[-1]) if len(picked) else None}
             grid, random = candidate_grid(base), []
