@@ -4,7 +4,10 @@ et al. 2022, 1 % lognormal noise, numpy), pick 12 and 48 runs for N* at 1e22 FLO
 simulate their losses from the truth, refit with 200 bootstrap resamples, and record the interval's width, its
 compute and whether it holds the true N*. Writes ``benchmarks/results/design_<date>.json``.
 
-    python benchmarks/design_campaign.py [CAMPAIGNS]      # default 5
+Then, over LATTICE campaigns, the lattice grown by two rounds of larger runs against rounds of 12 designed runs
+until the lattice's final width: the compute each used, and whether the design's interval holds the truth.
+
+    python benchmarks/design_campaign.py [CAMPAIGNS] [LATTICE]      # default 5 10
 """
 
 from __future__ import annotations
@@ -41,7 +44,33 @@ def interval(frame, aj) -> tuple[float, bool]:
     return float(high - low), bool(low <= true <= high)
 
 
-def main(campaigns: int = 5) -> dict:
+def lattice_against_design(c: int, aj) -> dict:
+    """Campaign ``c``'s lattice grown by two rounds (each the next size, x3, at the four token counts x3), and
+    rounds of 12 designed runs until the lattice's final width is reached (at most 8 rounds or its compute)."""
+    N0, D0 = [5e7, 1.5e8, 4.5e8, 1.35e9], [1e9, 3e9, 9e9, 2.7e10]
+    base = runs_at(*(a.ravel() for a in np.meshgrid(N0, D0, indexing="ij")), 100 + c)
+    lattice, lattice_flops = base, 0.0
+    for r in (1, 2):
+        n, d = N0[-1] * 3 ** r, np.array(D0) * 3 ** r
+        lattice = pd.concat([lattice, runs_at(np.full(4, n), d, 500 + 10 * c + r)])
+        lattice_flops += float((6 * n * d).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        target, lattice_covered = interval(lattice, aj)
+        runs, spent, rounds, width, covered = base, 0.0, 0, np.inf, False
+        while width > target and spent < lattice_flops and rounds < 8:
+            picked = aj.design("chinchilla", runs, "N_opt", flops=FLOPS, k=12, seed=c).picks
+            runs = pd.concat([runs, runs_at(picked["params"], picked["tokens"], 600 + 10 * c + rounds)])
+            spent, rounds = spent + float(picked["flops"].sum()), rounds + 1
+            width, covered = interval(runs, aj)
+    row = {"lattice": {"width": target, "flops": lattice_flops, "covered": lattice_covered},
+           "design": {"rounds": rounds, "width": width, "flops": spent, "covered": covered, "reached": width <= target}}
+    print(f"campaign {c}: lattice (2 rounds) {target:.3g} with {lattice_flops:.2e} FLOPs; design {rounds} x 12 runs "
+          f"{width:.3g} with {spent:.2e} FLOPs ({spent / lattice_flops:.3%})", flush=True)
+    return row
+
+
+def main(campaigns: int = 5, lattice_campaigns: int = 10) -> dict:
     import atlas_jax as aj
     from atlas_jax.analysis import candidate_grid
     from atlas_jax.io import machine_record
@@ -76,6 +105,12 @@ def main(campaigns: int = 5) -> dict:
         print(f"campaign {c}: width {now:.3g} now; {shown}; 3 random runs "
               f"{row['random_3_runs']['median_width']:.3g} with {row['random_3_runs']['median_flops']:.2g} FLOPs",
               flush=True)
+    record["lattice"] = [lattice_against_design(c, aj) for c in range(lattice_campaigns)]
+    covered = np.mean([r["design"]["covered"] for r in record["lattice"]])
+    share = [r["design"]["flops"] / r["lattice"]["flops"] for r in record["lattice"]]
+    print(f"lattice: the design reached its width in {sum(r['design']['reached'] for r in record['lattice'])} of "
+          f"{lattice_campaigns} campaigns, with {min(share):.2%}-{max(share):.2%} of its compute; design intervals "
+          f"held N* in {covered:.0%}")
     out = ROOT / "benchmarks" / "results" / f"design_{record['date']}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
@@ -83,4 +118,4 @@ def main(campaigns: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:2]))
+    main(*(int(a) for a in sys.argv[1:3]))
