@@ -76,8 +76,10 @@ class Design:
         at = f" at {self.flops:.3g} FLOPs" if self.flops else ""
         head = (f"{self.target}{at} ({self.law}{', ' + self.group if self.group else ''}): {self.estimate:.4g}, "
                 f"{self.level:.0%} interval width {self.width:.4g} now")
+        shown = [c for c in ("language", "params", "tokens", "flops", "width", "linearised_width", "value_per_pflop",
+                             "total_flops") if c in self.picks.columns]  # picks.csv holds every column
         with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 140):
-            table = self.picks.to_string(index=False)
+            table = self.picks[shown].to_string(index=False)
         return "\n".join([head, "next runs, in order (expected width after each):", table, *self.notes])
 
     def save(self, out, figure: bool = True) -> None:
