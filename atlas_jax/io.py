@@ -27,6 +27,10 @@ __all__ = ["atomic_output_dir", "atomic_output_file", "claim_output", "release_o
            "machine_record", "save_record", "MANIFEST"]
 
 MANIFEST = ".atlas-jax"
+#: What the commands wrote before output folders had a manifest (2026-11-30): such a folder is atlas-jax's too.
+EARLIER_OUTPUTS = frozenset({"params.csv", "diagnostics.csv", "fit.json", "fit.npz", "runs.parquet", "posterior.nc",
+                             "summary.csv", "derived.csv", "posterior.json", "plan.json", "plan.txt", "bench.json",
+                             "BENCHMARKS.md", "throughput.png"})
 _HELD: dict[Path, list] = {}  # outputs this process has claimed: [lock file descriptor, claims]
 
 
@@ -72,11 +76,12 @@ def _check(out: Path, folder: bool) -> Path:
 
 
 def _foreign(folder: Path) -> list[str]:
-    """The entries of ``folder`` that its manifest does not list (all of them without a manifest)."""
+    """The entries of ``folder`` that its manifest does not list; without a manifest, those that are not
+    :data:`EARLIER_OUTPUTS`."""
     try:
         listed = set(json.loads((folder / MANIFEST).read_text())["files"])
     except (OSError, ValueError, KeyError, TypeError):
-        listed = set()
+        listed = EARLIER_OUTPUTS
     return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in listed)
 
 

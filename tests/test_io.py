@@ -63,6 +63,12 @@ def test_a_folder_with_files_atlas_jax_did_not_write_is_refused_and_left_alone(t
     with pytest.raises(ValueError, match="holds mine.txt"):
         write(written, {"params.csv": "2"})
     assert (tmp_path / "notes.txt").read_text() == "mine" and (written / "mine.txt").exists()
+    earlier = tmp_path / "earlier"  # written by atlas-jax before the manifest: replaced
+    earlier.mkdir()
+    (earlier / "params.csv").write_text("old")
+    (earlier / "fit.json").write_text("{}")
+    write(earlier, {"params.csv": "new"})
+    assert sorted(p.name for p in earlier.iterdir()) == [MANIFEST, "params.csv"]
 
 
 def test_sigkill_at_any_moment_leaves_the_previous_or_the_new_output_complete(tmp_path):

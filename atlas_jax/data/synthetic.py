@@ -238,12 +238,14 @@ def crossover_truth(language: str, n_params: float) -> float:
 
 
 def write_campaign(directory: str | Path, seed: int = 0, noise: float = 0.01) -> tuple[Path, Path]:
-    """Write ``campaign.csv`` and ``campaign_truth.json`` into ``directory`` (atomically)."""
-    from ..io import atomic_output_dir, write_json
+    """Write ``campaign.csv`` and ``campaign_truth.json`` into ``directory``, each file atomically (the folder's
+    other files, such as the bundled data's SOURCE.md, stay)."""
+    from ..io import atomic_output_file, write_json
 
     frame, truth = campaign(seed, noise)
     directory = Path(directory)
-    with atomic_output_dir(directory) as tmp:
-        frame.to_csv(tmp / "campaign.csv", index=False, float_format="%.10g")
-        write_json(tmp / "campaign_truth.json", truth)
+    with atomic_output_file(directory / "campaign.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_output_file(directory / "campaign_truth.json") as tmp:
+        write_json(tmp, truth)
     return directory / "campaign.csv", directory / "campaign_truth.json"
