@@ -12,7 +12,6 @@ until the lattice's final width: the compute each used, and whether the design's
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -73,7 +72,7 @@ def lattice_against_design(c: int, aj) -> dict:
 def main(campaigns: int = 5, lattice_campaigns: int = 10) -> dict:
     import atlas_jax as aj
     from atlas_jax.analysis import candidate_grid
-    from atlas_jax.io import machine_record
+    from atlas_jax.io import machine_record, save_record
 
     N, D = (a.ravel() for a in np.meshgrid([5e7, 1.5e8, 4.5e8, 1.35e9], [1e9, 3e9, 9e9, 2.7e10], indexing="ij"))
     record = {**machine_record(), "truth": TRUTH, "flops": FLOPS, "campaigns": []}
@@ -111,9 +110,7 @@ def main(campaigns: int = 5, lattice_campaigns: int = 10) -> dict:
     print(f"lattice: the design reached its width in {sum(r['design']['reached'] for r in record['lattice'])} of "
           f"{lattice_campaigns} campaigns, with {min(share):.2%}-{max(share):.2%} of its compute; design intervals "
           f"held N* in {covered:.0%}")
-    out = ROOT / "benchmarks" / "results" / f"design_{record['date']}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_record(ROOT / "benchmarks" / "results", "design", record)
     return record
 
 

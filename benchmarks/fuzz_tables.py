@@ -28,6 +28,7 @@ from test_fuzz import _named, tables  # noqa: E402
 from test_fuzz_fit import fit_cases, outcome  # noqa: E402
 
 from atlas_jax.data.runs import read_table, validate_runs  # noqa: E402
+from atlas_jax.io import save_record  # noqa: E402
 
 
 def main(n_memory: int = 10_000, n_files: int = 2_000, n_fits: int = 1_000) -> dict:
@@ -86,9 +87,8 @@ def main(n_memory: int = 10_000, n_files: int = 2_000, n_fits: int = 1_000) -> d
               "fits": n_fits,
               "counts": {k: dict(v) for k, v in counts.items()}, "crashes": crashes[:20],
               "seconds": round(time.perf_counter() - t0, 1)}
-    out = ROOT / "benchmarks" / "results" / f"fuzz_{record['date']}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in record.items() if k != "crashes"}, indent=2), f"\nwrote {out}")
+    print(json.dumps({k: v for k, v in record.items() if k != "crashes"}, indent=2))
+    save_record(ROOT / "benchmarks" / "results", "fuzz", record)
     return record
 
 

@@ -11,7 +11,6 @@ noise, N and D log-uniform), not from atlas_jax's law code. Writes ``benchmarks/
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -75,7 +74,7 @@ def compare(rows: int) -> dict:
 
 
 def main(sizes=(100_000, 1_000_000), compare_rows: int = 20_000) -> dict:
-    from atlas_jax.io import machine_record
+    from atlas_jax.io import machine_record, save_record
 
     record = {**machine_record(), "truth": TRUTH, "cli": {}}
     with tempfile.TemporaryDirectory(prefix="atlas-jax-large-") as tmp:
@@ -93,9 +92,7 @@ def main(sizes=(100_000, 1_000_000), compare_rows: int = 20_000) -> dict:
     print(f"{compare_rows:,} runs in-process: subsample screening {c['subsample']['seconds']} s, full "
           f"{c['full']['seconds']} s ({c['speedup']}x); objective rel. diff {c['objective_rel_diff']:.1e}, "
           f"estimates {c['estimate_max_rel_diff']:.1e}")
-    out = ROOT / "benchmarks" / "results" / f"large_{record['date']}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    save_record(ROOT / "benchmarks" / "results", "large", record)
     return record
 
 

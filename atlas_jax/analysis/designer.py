@@ -151,7 +151,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     cand = candidate_grid(rows) if candidates is None else candidates.reset_index(drop=True)
     features = law.features(cand)
     fixed = np.array([p.name in res.fixed for p in law.params])
-    sigma2 = _noise_variance(law, theta, rows, res.estimate[g]) if not fixed.all() else 1.0
+    sigma2 = _noise_variance(law, rows, res.estimate[g])
     grad_t = np.array(jax.vmap(jax.grad(value))(jnp.asarray(theta)))                       # [B, P]
     jac = np.array(jax.vmap(lambda t: jax.vmap(lambda x: jax.grad(law.log_loss)(t, x))(
         {k_: jnp.asarray(v) for k_, v in features.items()}))(jnp.asarray(theta)))             # [B, C, P]
@@ -161,18 +161,18 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     cost = 6.0 * cand["params"].to_numpy(float) * cand["tokens"].to_numpy(float)
 
     v0 = float(np.mean(np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)))
-    single = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
-    scored = cand.assign(flops=cost, width=single, value_per_pflop=(width - single) / cost * 1e15)
+    linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)  # each candidate alone, then after the picks
+    scored = cand.assign(flops=cost, width=linear, value_per_pflop=(width - linear) / cost * 1e15)
     sim = _Simulation(law, rows, theta, res.estimate[g], features, np.sqrt(sigma2), value, level, seed) \
         if refit else None
     picks, spent = [], 0.0
     simulated_now = float(sim.widths()[0]) if sim is not None else width  # the same scheme, no new run
     for _ in range(int(k)):
-        after = linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
         before = picks[-1]["width"] if picks else simulated_now
-        allowed = np.isfinite(after) & (True if budget is None else spent + cost <= budget)
+        allowed = np.isfinite(linear) & (True if budget is None else spent + cost <= budget)
         if not allowed.any():
             break
+        after = linear
         if sim is not None:  # the linearised ranking's best, scored by refits of simulated outcomes
             linear_before = picks[-1]["linearised_width"] if picks else width
             top = np.argsort(np.where(allowed, (linear - linear_before) / cost, np.inf))[:refit]
@@ -189,6 +189,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
                       "linearised_width": float(linear[i]), "value_per_pflop": float(gain[i] * 1e15),
                       "total_flops": spent})
         sigma = _updated(sigma, jac[:, i], sigma2)
+        linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
         if sim is not None:
             sim.add(i)
     notes += [f"ranked linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log "
@@ -201,7 +202,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
                   pd.DataFrame(picks, columns=columns),
                   scored.sort_values("value_per_pflop", ascending=False, ignore_index=True),
-                  rows[list(dict.fromkeys(["params", "tokens", "loss"]))].reset_index(drop=True), tuple(notes))
+                  rows[["params", "tokens", "loss"]].reset_index(drop=True), tuple(notes))
 
 
 class _Simulation:
@@ -287,7 +288,7 @@ def _target(law: Law, names: Sequence[str], target: str, flops: float | None):
     return (lambda theta: jnp.exp(theta[i])) if p.log else (lambda theta: theta[i])
 
 
-def _noise_variance(law: Law, theta, rows: pd.DataFrame, estimate) -> float:
+def _noise_variance(law: Law, rows: pd.DataFrame, estimate) -> float:
     """Squared robust scale (1.4826 MAD) of the fit's log residuals, floored at 1e-8."""
     internal = jnp.asarray([p.to_internal(v) for p, v in zip(law.params, estimate)])
     x = {k: jnp.asarray(v) for k, v in law.features(rows).items()}
