@@ -226,14 +226,25 @@ def design_cmd(
     runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: "
                                                   + ", ".join(BUNDLED) + "."),
     law: LawName = typer.Option(..., "--law", help="Law to fit."),
-    target: str = typer.Option(..., "--target", help="N_opt, D_opt or loss_opt (with --flops), or a parameter "
+    target: str = typer.Option(..., "--target", help="N_opt, D_opt or loss_opt (with --flops); model_multiplier, "
+                                                      "data_multiplier, data_per_language_multiplier or "
+                                                      "compute_multiplier (curse law, with --ratio); or a parameter "
                                                       "(alpha, tau_en, ...)."),
     flops: Optional[float] = typer.Option(None, "--flops", help="Compute budget C of N_opt, D_opt, loss_opt."),
+    ratio: float = typer.Option(2.0, "--ratio", help="Factor of languages of the curse multipliers."),
+    language: Optional[str] = typer.Option(None, "--language", help="Design for this language (short for "
+                                                                    "--group-by language --group L)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get their own fit."),
     group: Optional[str] = typer.Option(None, "--group", help="The group to design for (with --group-by)."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="Candidate runs (CSV/Parquet: params, "
-                                                                        "tokens and what the law reads); default a "
-                                                                        "25 x 40 grid around the runs."),
+                                                                        "tokens and what the law reads); default "
+                                                                        "the --grid around the runs, crossed with "
+                                                                        "their mixtures."),
+    grid: str = typer.Option("25x40", "--grid", help="Default candidates: N x D log-spaced sizes from half the "
+                                                     "smallest to 8 times the largest run."),
+    distinct: bool = typer.Option(False, "--distinct", help="Pick each candidate at most once (a table of concrete "
+                                                            "runs); by default a run may be picked again (another "
+                                                            "seed)."),
     k: int = typer.Option(1, "--k", help="Runs to pick (greedily: each pick counts the ones before)."),
     budget: Optional[float] = typer.Option(None, "--budget", help="FLOPs the picked runs may take in all."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind the current uncertainty."),
@@ -253,6 +264,14 @@ def design_cmd(
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.io import claim_output
 
+    if language is not None:
+        if group_by not in (None, "language") or group not in (None, language):
+            raise ValueError(f"--language {language} designs for the group language = {language}: leave out --group-by "
+                  f"{group_by} and --group {group}")
+        group_by, group = "language", language
+    sizes = grid.lower().split("x")
+    if len(sizes) != 2 or not all(v.isdigit() and int(v) >= 2 for v in sizes):
+        raise ValueError(f"--grid {grid}: expected two sizes of at least 2, N x D, e.g. 25x40")
     if out is not None:
         claim_output(out)
     mapping = parse_column_mapping(columns or [])
@@ -263,7 +282,8 @@ def design_cmd(
     with warnings.catch_warnings():  # the fit's warnings: a flagged fit is refused below
         warnings.simplefilter("ignore", UserWarning)
         result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
-                        budget=budget, bootstrap=bootstrap, seed=seed, refit=refit)
+                        budget=budget, bootstrap=bootstrap, seed=seed, refit=refit, distinct=distinct, ratio=ratio,
+                        grid=(int(sizes[0]), int(sizes[1])))
     if out is not None:
         result.save(out)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=float) if as_json else str(result))

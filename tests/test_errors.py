@@ -157,6 +157,10 @@ CATALOGUE = {
                                         "no pretrain/finetune curves for language 'xx'"),
     "frontier exponents": ({}, "plot frontier --exponents 1,2 --out f.png", "expected four numbers"),
     "bench dtype": ({}, "bench epoch --dtype float16 --out OUT", "--dtype: expected one of float64, float32, mixed"),
+    "design grid": ({"t.csv": GOOD}, "design --runs t.csv --law chinchilla --target alpha --grid 25 --out OUT",
+                    "--grid 25: expected two sizes of at least 2, N x D"),
+    "design language and group": ({"t.csv": GOOD}, "design --runs t.csv --law chinchilla --target alpha --language "
+                                  "sw --group-by run --out OUT", "--language sw designs for the group language = sw"),
 }
 
 

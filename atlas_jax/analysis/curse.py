@@ -64,23 +64,23 @@ MULTIPLIERS = ("model", "data_per_language", "data", "compute")
 _EXPONENTS = ("alpha", "beta", "phi", "psi")
 
 
-def expansion_multipliers(r, alpha, beta, phi, psi) -> dict[str, np.ndarray]:
+def expansion_multipliers(r, alpha, beta, phi, psi, xp=np) -> dict[str, np.ndarray]:
     """Compute-optimal multipliers from K to rK languages at equal loss.
 
     Returns ``{"model": r^(phi/alpha), "data_per_language": r^(psi/beta),
     "data": r^(1 + psi/beta), "compute": r^(1 + phi/alpha + psi/beta)}`` (N'/N,
     D_t'/D_t, D_total'/D_total, C'/C). Arguments broadcast against each other (e.g.
-    ``r[:, None]`` against bootstrap draws of the exponents).
+    ``r[:, None]`` against bootstrap draws of the exponents); ``xp=jax.numpy`` to differentiate them.
     """
-    r, alpha, beta, phi, psi = (np.asarray(v, float) for v in (r, alpha, beta, phi, psi))
-    log_r = np.log(r)
+    r, alpha, beta, phi, psi = (xp.asarray(v, float) for v in (r, alpha, beta, phi, psi))
+    log_r = xp.log(r)
     model = phi / alpha
     data_t = psi / beta
     return {
-        "model": np.exp(model * log_r),
-        "data_per_language": np.exp(data_t * log_r),
-        "data": np.exp((1.0 + data_t) * log_r),
-        "compute": np.exp((1.0 + model + data_t) * log_r),
+        "model": xp.exp(model * log_r),
+        "data_per_language": xp.exp(data_t * log_r),
+        "data": xp.exp((1.0 + data_t) * log_r),
+        "compute": xp.exp((1.0 + model + data_t) * log_r),
     }
 
 

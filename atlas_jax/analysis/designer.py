@@ -42,18 +42,27 @@ from ..laws import get_law
 from ..laws.chinchilla import compute_optimal
 from ..laws.spec import Law
 
-__all__ = ["Design", "design", "candidate_grid", "TARGETS"]
+__all__ = ["Design", "design", "candidate_grid", "TARGETS", "MULTIPLIER_TARGETS", "EXTRAPOLATION"]
 
 #: Planning quantities at a compute budget (``flops``), for laws with E A B alpha beta; any parameter name of the
 #: law is a target too.
 TARGETS = ("N_opt", "D_opt", "loss_opt")
+#: Curse-of-multilinguality multipliers for ``ratio`` times the languages (:func:`~atlas_jax.analysis.curse.
+#: expansion_multipliers`), for laws with alpha beta phi psi.
+MULTIPLIER_TARGETS = ("model_multiplier", "data_multiplier", "data_per_language_multiplier", "compute_multiplier")
+#: A budget this many times the largest run's compute is flagged ``extrapolated``: on the 240 Chinchilla runs,
+#: intervals of N* at 5.76e23 FLOPs from runs 570-15,000x below it held the 240-run estimate in 2 of 27 rounds
+#: (``benchmarks/design_real.py``).
+EXTRAPOLATION = 100.0
 
 
 @dataclass(frozen=True)
 class Design:
     """The ranked candidates and the greedy batch: ``picks`` (k rows: ``params, tokens, flops`` and the expected
     interval ``width`` after the runs picked so far, ``value_per_pflop``), ``candidates`` (every candidate with
-    its value alone), the current ``width`` of the target's ``level`` interval and ``estimate``."""
+    its value alone), the current ``width`` of the target's ``level`` interval and ``estimate``; ``flags``:
+    ``extrapolated`` when ``flops`` is more than :data:`EXTRAPOLATION` times the largest run's compute, picks
+    included (the interval then holds sampling error only, not the law's drift across scales)."""
 
     law: str
     target: str
@@ -66,18 +75,22 @@ class Design:
     candidates: pd.DataFrame
     runs: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
+    ratio: float | None = None
+    flags: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
-        return {"law": self.law, "target": self.target, "flops": self.flops, "group": self.group,
-                "estimate": self.estimate, "width": self.width, "level": self.level,
-                "picks": self.picks.to_dict(orient="records"), "notes": list(self.notes)}
+        return {"law": self.law, "target": self.target, "flops": self.flops, "ratio": self.ratio,
+                "group": self.group, "estimate": self.estimate, "width": self.width, "level": self.level,
+                "flags": list(self.flags), "picks": self.picks.to_dict(orient="records"), "notes": list(self.notes)}
 
     def __str__(self) -> str:
-        at = f" at {self.flops:.3g} FLOPs" if self.flops else ""
+        at = (f" at {self.flops:.3g} FLOPs" if self.flops else "") + (f" for {self.ratio:g}x the languages"
+                                                                       if self.ratio else "")
         head = (f"{self.target}{at} ({self.law}{', ' + self.group if self.group else ''}): {self.estimate:.4g}, "
-                f"{self.level:.0%} interval width {self.width:.4g} now")
-        shown = [c for c in ("language", "params", "tokens", "flops", "width", "linearised_width", "value_per_pflop",
-                             "total_flops") if c in self.picks.columns]  # picks.csv holds every column
+                f"{self.level:.0%} interval width {self.width:.4g} now"
+                + (f" [FLAGGED: {', '.join(self.flags)}]" if self.flags else ""))
+        shown = [c for c in ("language", "num_languages", "params", "tokens", "flops", "width", "linearised_width",
+                             "value_per_pflop", "total_flops") if c in self.picks.columns]  # picks.csv: every column
         with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 140):
             table = self.picks[shown].to_string(index=False)
         return "\n".join([head, "next runs, in order (expected width after each):", table, *self.notes])
@@ -101,24 +114,51 @@ class Design:
                 plt.close(fig)
 
 
-def candidate_grid(runs: pd.DataFrame, n: int = 25, m: int = 40, reach: float = 8.0) -> pd.DataFrame:
-    """``n`` x ``m`` candidate runs, log-spaced from half the smallest to ``reach`` times the largest ``params``
-    and ``tokens`` of ``runs``."""
-    axis = lambda c, k: np.geomspace(runs[c].min() / 2, runs[c].max() * reach, k)
-    N, D = np.meshgrid(axis("params", n), axis("tokens", m), indexing="ij")
-    return pd.DataFrame({"params": N.ravel(), "tokens": D.ravel()})
+def candidate_grid(runs: pd.DataFrame, law: Law | None = None, n: int = 25, m: int = 40, reach: float = 8.0,
+                   size: int = 2000) -> pd.DataFrame:
+    """Candidate runs log-spaced from the smallest to ``reach`` times the largest ``params`` and ``tokens`` of
+    ``runs`` (``n`` x ``m``), none below the smallest run's compute 6 N D (the law is least trusted below its
+    runs), crossed with each mixture of the runs: every distinct combination of the other columns ``law`` reads
+    (``num_languages``, ...), of ``language``, ``unique_*`` and the token shares ``tokens_<lang> / tokens``
+    (scaled to each candidate's tokens). With several mixtures the N-D grid is thinned to keep about ``size``
+    candidates."""
+    def lattice(n_, m_):
+        axis = lambda c, k: np.geomspace(runs[c].min(), runs[c].max() * reach, k)
+        N, D = (a.ravel() for a in np.meshgrid(axis("params", n_), axis("tokens", m_), indexing="ij"))
+        keep = N * D >= (runs["params"] * runs["tokens"]).min() * (1 - 1e-12)
+        return pd.DataFrame({"params": N[keep], "tokens": D[keep]})
+
+    shares = [c for c in runs.columns if str(c).startswith("tokens_")]
+    read = [c for c in runs.columns if law is not None and c in law.required and c not in ("params", "tokens", "loss")
+            or c == "language" or f"tokens_{str(c).removeprefix('unique_')}" in shares]
+    if not read and not shares:
+        return lattice(n, m)
+    mixtures = runs[read].join(runs[shares].div(runs["tokens"], axis=0).round(9)).drop_duplicates()
+    if len(mixtures) * 16 > size:
+        raise ValueError(f"the runs hold {len(mixtures)} distinct mixtures ({', '.join(read + shares[:3])}"
+                         f"{', ...' if len(shares) > 3 else ''}): too many to cross with an N-D grid; give the "
+                         "candidate runs as a table (candidates=..., --candidates FILE)")
+    thin = min(1.0, np.sqrt(size / (n * m * len(mixtures))))
+    grid = lattice(max(4, round(n * thin)), max(4, round(m * thin))).merge(mixtures.reset_index(drop=True),
+                                                                         how="cross")
+    grid[shares] = grid[shares].mul(grid["tokens"], axis=0)
+    return grid
 
 
 def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidates: pd.DataFrame | None = None, *,
            flops: float | None = None, group_by: str | None = None, group: str | None = None, k: int = 1,
            budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
-           refit: int = 0) -> Design:
+           refit: int = 0, distinct: bool = False, ratio: float = 2.0, grid: tuple[int, int] = (25, 40)) -> Design:
     """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
     FLOP and pick ``k`` runs greedily, within ``budget`` FLOPs in all (module doc). ``target``: one of
-    :data:`TARGETS` (with ``flops``) or a parameter name; ``group``: the group of ``group_by`` to design for.
+    :data:`TARGETS` (with ``flops``), of :data:`MULTIPLIER_TARGETS` (curse law, for ``ratio`` times the
+    languages) or a parameter name; ``group``: the group of ``group_by`` to design for; ``grid``: the sizes of
+    the default :func:`candidate_grid`.
     ``refit``: at each pick the best ``refit`` candidates of the linearised ranking are scored again by
     simulated outcomes refitted in one batch (:class:`_Simulation`); 0 (default) keeps the linearised scores.
-    The design stops early when no candidate is expected to narrow the interval.
+    ``distinct``: each candidate is picked at most once (a table of concrete runs); by default a run may be picked
+    again (another seed of the same configuration). The design stops early when no candidate is expected to
+    narrow the interval.
     Raises ``ValueError`` when the fit has a flag other than a wide interval (no design can rest on a fit that is
     not identified, at a bound or not converged), or the target is unknown."""
     law = get_law(law) if isinstance(law, str) else law
@@ -136,7 +176,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
                          "first, or fix parameters)")
     if res.flags[g]:
         notes.append(f"the fit is {res.verdict(res.groups[g])}: what the next runs should narrow")
-    value = _target(law, res.names[g], target, flops)
+    value = _target(law, res.names[g], target, flops, ratio)
     ok = Status.usable(res.sample_status[g])
     theta = np.array([[p.to_internal(v) for p, v in zip(law.params, row)] for row in res.samples[g][ok]])
     estimate = float(value(jnp.asarray([p.to_internal(v) for p, v in zip(law.params, res.estimate[g])])))
@@ -145,10 +185,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     width = float(np.diff(np.nanpercentile(values, [tail, 100.0 - tail]))[0])
 
     rows = frame if group_by is None else frame[frame[group_by].astype(str) == res.groups[g]]
-    if candidates is None and set(law.required) - {"params", "tokens", "loss"}:
-        raise ValueError(f"law {law.name!r} reads {', '.join(law.required)}: give the candidate runs as a table "
-                         "(candidates=..., --candidates FILE) with those columns")
-    cand = candidate_grid(rows) if candidates is None else candidates.reset_index(drop=True)
+    cand = candidate_grid(rows, law, *grid) if candidates is None else candidates.reset_index(drop=True)
     features = law.features(cand)
     fixed = np.array([p.name in res.fixed for p in law.params])
     sigma2 = _noise_variance(law, rows, res.estimate[g])
@@ -165,11 +202,11 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     scored = cand.assign(flops=cost, width=linear, value_per_pflop=(width - linear) / cost * 1e15)
     sim = _Simulation(law, rows, theta, res.estimate[g], features, np.sqrt(sigma2), value, level, seed) \
         if refit else None
-    picks, spent = [], 0.0
+    picks, spent, taken = [], 0.0, np.zeros(len(cand), bool)
     simulated_now = float(sim.widths()[0]) if sim is not None else width  # the same scheme, no new run
     for _ in range(int(k)):
         before = picks[-1]["width"] if picks else simulated_now
-        allowed = np.isfinite(linear) & (True if budget is None else spent + cost <= budget)
+        allowed = np.isfinite(linear) & ~taken & (True if budget is None else spent + cost <= budget)
         if not allowed.any():
             break
         after = linear
@@ -185,6 +222,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
             notes.append(f"stopped after {len(picks)} run(s): no candidate is expected to narrow the interval further")
             break
         spent += cost[i]
+        taken[i] = distinct
         picks.append({**cand.iloc[i].to_dict(), "flops": cost[i], "width": float(after[i]),
                       "linearised_width": float(linear[i]), "value_per_pflop": float(gain[i] * 1e15),
                       "total_flops": spent})
@@ -198,11 +236,20 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
                  f"(width without new runs in that scheme: {simulated_now:.4g})" if refit else "")]
     if len(picks) < k and budget is not None and not any(n.startswith("stopped") for n in notes):
         notes.append(f"{len(picks)} of {k} runs fit the budget of {budget:.3g} FLOPs")
+    flags = ()
+    if target in TARGETS:
+        largest = max([6.0 * float((rows["params"] * rows["tokens"]).max())] + [p["flops"] for p in picks])
+        if flops > EXTRAPOLATION * largest:
+            flags = ("extrapolated",)
+            notes.append(f"extrapolated: {flops:.3g} FLOPs is {flops / largest:.0f}x the largest run, picks included; "
+                         "the interval holds sampling error, not the law's drift across scales (on real Chinchilla "
+                         "runs 570x or more below the budget it missed the 240-run N* in 25 of 27 rounds: README)")
     columns = [*cand.columns, "flops", "width", "linearised_width", "value_per_pflop", "total_flops"]
     return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
                   pd.DataFrame(picks, columns=columns),
                   scored.sort_values("value_per_pflop", ascending=False, ignore_index=True),
-                  rows[["params", "tokens", "loss"]].reset_index(drop=True), tuple(notes))
+                  rows[["params", "tokens", "loss"]].reset_index(drop=True), tuple(notes),
+                  ratio if target in MULTIPLIER_TARGETS else None, flags)
 
 
 class _Simulation:
@@ -260,8 +307,19 @@ class _Simulation:
         return high - low
 
 
-def _target(law: Law, names: Sequence[str], target: str, flops: float | None):
+def _target(law: Law, names: Sequence[str], target: str, flops: float | None, ratio: float = 2.0):
     """T(theta) on internal parameters, differentiable."""
+    if target in MULTIPLIER_TARGETS:
+        from .curse import expansion_multipliers
+
+        if any(n not in law.names for n in ("alpha", "beta", "phi", "psi")):
+            raise ValueError(f"target {target!r}: needs a law with alpha beta phi psi, the curse law ({law.name!r} "
+                             f"has {', '.join(law.names)})")
+        if not ratio > 0:
+            raise ValueError(f"target {target!r}: ratio = {ratio}; expected the factor of languages, > 0")
+        idx = [law.index(n) for n in ("alpha", "beta", "phi", "psi")]
+        key = target.removesuffix("_multiplier")
+        return lambda theta: expansion_multipliers(ratio, *(theta[i] for i in idx), xp=jnp)[key]
     if target in TARGETS:
         if any(n not in law.names for n in ("E", "A", "B", "alpha", "beta")):
             raise ValueError(f"target {target!r}: needs a law with E A B alpha beta ({law.name!r} has "
@@ -282,8 +340,9 @@ def _target(law: Law, names: Sequence[str], target: str, flops: float | None):
             return E + A / n_opt ** alpha + B / d_opt ** beta
         return value
     if target not in names:
-        raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)} (with --flops) or a "
-                         f"parameter: {', '.join(names)}")
+        raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)} (with --flops), "
+                         f"{', '.join(MULTIPLIER_TARGETS)} (curse law, with --ratio) or a parameter: "
+                         f"{', '.join(names)}")
     i, p = list(names).index(target), law.params[list(names).index(target)]
     return (lambda theta: jnp.exp(theta[i])) if p.log else (lambda theta: theta[i])
 
