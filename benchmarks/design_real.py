@@ -73,9 +73,9 @@ def campaign(start: float, runs, aj, reference) -> dict:
     median = {k: float(np.median([r[k] for r in random])) for k in ("flops", "width", "estimate")}
     median["holds_reference"] = float(np.mean([r["holds_reference"] for r in random]))
     print(f"start {start:.2g} FLOPs ({now['runs']} runs): N* {now['estimate']:.3g}, width {now['width']:.3g}\n"
-          f"  habit  : " + "; ".join(f"{h['width']:.3g} ({h['flops']:.2g} FLOPs, holds {h['holds_reference']})"
+          "  habit  : " + "; ".join(f"{h['width']:.3g} ({h['flops']:.2g} FLOPs, holds {h['holds_reference']})"
                                     for h in habit) +
-          f"\n  design : " + "; ".join(f"{d['width']:.3g} ({d['flops']:.2g} FLOPs, holds {d['holds_reference']}, "
+          "\n  design : " + "; ".join(f"{d['width']:.3g} ({d['flops']:.2g} FLOPs, holds {d['holds_reference']}, "
                                       f"N* {d['estimate']:.3g})" for d in design) +
           f"\n  random : {median['width']:.3g} with {median['flops']:.2g} FLOPs, holds {median['holds_reference']:.0%}",
           flush=True)
