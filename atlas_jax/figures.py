@@ -310,6 +310,7 @@ def design_map(design, *, ax=None):
         ax.annotate(str(i + 1), (row["params"], row["tokens"]), color="red", weight="bold", ha="center",
                     va="center")
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS["params"], ylabel=AXIS_LABELS["tokens"],
-           title=f"next runs for {design.target}" + (f" at {design.flops:.2g} FLOPs" if design.flops else ""))
+           title=f"next runs for {design.target}" + (f" at {design.flops:.2g} FLOPs" if design.flops else "")
+           + (f" [flagged: {', '.join(design.flags)}]" if design.flags else ""))
     ax.legend(loc="lower right")
     return fig

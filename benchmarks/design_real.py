@@ -56,12 +56,11 @@ def campaign(start: float, runs, aj, reference) -> dict:
     target, budget = habit[-1]["width"], habit[-1]["flops"]
     design, chosen, spent = [], base, 0.0
     while len(design) < 10 and spent < budget and (not design or design[-1]["width"] > target):
-        left = pool.drop(index=chosen.index.intersection(pool.index))
-        picks = aj.design("chinchilla", chosen, "N_opt", left[["params", "tokens"]], flops=FLOPS, k=8,
-                          distinct=True, seed=len(design)).picks
-        rows = left.iloc[[int(np.flatnonzero((left["params"].to_numpy() == p) & (left["tokens"].to_numpy() == d))[0])
-                          for p, d in zip(picks["params"], picks["tokens"])]]
-        chosen, spent = pd.concat([chosen, rows]), spent + float(picks["flops"].sum())
+        left = pool.drop(index=chosen.index.intersection(pool.index))[["row", "params", "tokens"]]
+        picks = aj.design("chinchilla", chosen, "N_opt", left, flops=FLOPS, k=8, distinct=True,
+                          seed=len(design)).picks
+        chosen = pd.concat([chosen, runs[runs["row"].isin(picks["row"])]])
+        spent += float(picks["flops"].sum())
         design.append({"flops": spent, "predicted_width": float(picks["width"].iloc[-1]),
                        **summary(chosen, aj, reference)})
     random = []

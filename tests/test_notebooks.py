@@ -9,8 +9,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_three_notebooks_stored_without_outputs():
-    assert [p.stem for p in NOTEBOOKS] == ["01_chinchilla_replication", "02_plan_multilingual", "03_benchmark_speed"]
+def test_four_notebooks_stored_without_outputs():
+    assert [p.stem for p in NOTEBOOKS] == ["01_chinchilla_replication", "02_plan_multilingual", "03_benchmark_speed",
+                                            "04_design_campaigns"]
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -41,6 +42,7 @@ from ..engine.solver import Status
 from ..laws import get_law
 from ..laws.chinchilla import compute_optimal
 from ..laws.spec import Law
+from ..programs import stored_jit
 
 __all__ = ["Design", "design", "candidate_grid", "TARGETS", "MULTIPLIER_TARGETS", "EXTRAPOLATION"]
 
@@ -190,8 +192,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     fixed = np.array([p.name in res.fixed for p in law.params])
     sigma2 = _noise_variance(law, rows, res.estimate[g])
     grad_t = np.array(jax.vmap(jax.grad(value))(jnp.asarray(theta)))                       # [B, P]
-    jac = np.array(jax.vmap(lambda t: jax.vmap(lambda x: jax.grad(law.log_loss)(t, x))(
-        {k_: jnp.asarray(v) for k_, v in features.items()}))(jnp.asarray(theta)))             # [B, C, P]
+    jac = _jacobians(law, theta, features, bootstrap)                                       # [B, C, P]
     jac[..., fixed] = 0.0
     grad_t[:, fixed] = 0.0
     sigma = np.broadcast_to(np.cov(theta, rowvar=False), (len(theta),) + (theta.shape[1],) * 2).copy()
@@ -345,6 +346,21 @@ def _target(law: Law, names: Sequence[str], target: str, flops: float | None, ra
                          f"{', '.join(names)}")
     i, p = list(names).index(target), law.params[list(names).index(target)]
     return (lambda theta: jnp.exp(theta[i])) if p.log else (lambda theta: theta[i])
+
+
+def _jacobians(law: Law, theta: np.ndarray, features: dict, draws: int) -> np.ndarray:
+    """d log L / d theta at every draw and candidate, [B, C, P]: one compiled program, stored across processes
+    (:mod:`atlas_jax.programs`), its shapes padded (draws to ``draws``, candidates to a multiple of 256) so that
+    the next design reuses it."""
+    B, C = theta.shape[0], len(next(iter(features.values())))
+    pad = lambda a, n: np.concatenate([a, np.repeat(a[:1], n - len(a), axis=0)])
+    x = {k: jnp.asarray(pad(np.asarray(v, float), -(-C // 256) * 256)) for k, v in features.items()}
+    return np.array(_jacobian_program(jnp.asarray(pad(theta, max(draws, B))), x, law.log_loss))[:B, :C]
+
+
+@partial(stored_jit, static_argnames=("log_loss",))
+def _jacobian_program(theta, features, log_loss):
+    return jax.vmap(lambda t: jax.vmap(lambda x: jax.grad(log_loss)(t, x))(features))(theta)
 
 
 def _noise_variance(law: Law, rows: pd.DataFrame, estimate) -> float:
