@@ -225,15 +225,18 @@ def plan_cmd(
 def design_cmd(
     runs: str = typer.Option(..., "--runs", help="Run table (CSV/Parquet) or a bundled dataset: "
                                                   + ", ".join(BUNDLED) + "."),
-    law: LawName = typer.Option(..., "--law", help="Law to fit."),
+    law: Optional[LawName] = typer.Option(None, "--law", help="Law to fit (all targets but crossover_tokens)."),
     target: str = typer.Option(..., "--target", help="N_opt, D_opt or loss_opt (with --flops); model_multiplier, "
                                                       "data_multiplier, data_per_language_multiplier or "
-                                                      "compute_multiplier (curse law, with --ratio); or a parameter "
-                                                      "(alpha, tau_en, ...)."),
+                                                      "compute_multiplier (curse law, with --ratio); a parameter "
+                                                      "(alpha, tau_en, ...); or crossover_tokens (D* of --language's "
+                                                      "pretrain and finetune curves: which to extend, how far)."),
     flops: Optional[float] = typer.Option(None, "--flops", help="Compute budget C of N_opt, D_opt, loss_opt."),
     ratio: float = typer.Option(2.0, "--ratio", help="Factor of languages of the curse multipliers."),
     language: Optional[str] = typer.Option(None, "--language", help="Design for this language (short for "
                                                                     "--group-by language --group L)."),
+    params: Optional[float] = typer.Option(None, "--params", help="crossover_tokens: model size N of the curves "
+                                                                  "(default the smallest)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values get their own fit."),
     group: Optional[str] = typer.Option(None, "--group", help="The group to design for (with --group-by)."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="Candidate runs (CSV/Parquet: params, "
@@ -264,7 +267,13 @@ def design_cmd(
     from atlas_jax.data.runs import parse_column_mapping
     from atlas_jax.io import claim_output
 
-    if language is not None:
+    crossover = target == "crossover_tokens"
+    if crossover and (law is not None or language is None):
+        raise ValueError("--target crossover_tokens fits --language's pretrain and finetune curves (scratch_curve, "
+                         "finetune_curve): give --language and leave out --law")
+    if not crossover and law is None:
+        raise ValueError(f"--target {target}: give the --law to fit")
+    if language is not None and not crossover:
         if group_by not in (None, "language") or group not in (None, language):
             raise ValueError(f"--language {language} designs for the group language = {language}: leave out --group-by "
                   f"{group_by} and --group {group}")
@@ -277,13 +286,16 @@ def design_cmd(
     mapping = parse_column_mapping(columns or [])
     frame = _read_runs(runs, mapping, validate=False, group_by=group_by)
     cand = None if candidates is None else _read_runs(candidates, mapping, validate=False)
-    from atlas_jax.analysis.designer import design  # JAX from here on
+    from atlas_jax.analysis.designer import design, design_crossover  # JAX from here on
 
     with warnings.catch_warnings():  # the fit's warnings: a flagged fit is refused below
         warnings.simplefilter("ignore", UserWarning)
-        result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
-                        budget=budget, bootstrap=bootstrap, seed=seed, refit=refit, distinct=distinct, ratio=ratio,
-                        grid=(int(sizes[0]), int(sizes[1])))
+        if crossover:
+            result = design_crossover(frame, language, params, k=k, budget=budget, bootstrap=bootstrap, seed=seed)
+        else:
+            result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
+                            budget=budget, bootstrap=bootstrap, seed=seed, refit=refit, distinct=distinct,
+                            ratio=ratio, grid=(int(sizes[0]), int(sizes[1])))
     if out is not None:
         result.save(out)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=float) if as_json else str(result))

@@ -299,9 +299,25 @@ def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
 
 def design_map(design, *, ax=None):
     """Candidate runs of a :class:`~atlas_jax.analysis.Design` on the N-D plane, coloured by how much each
-    alone narrows the target's interval per PFLOP (log scale), the runs so far (black) and the picks (numbered)."""
+    alone narrows the target's interval per PFLOP (log scale), the runs so far (black) and the picks (numbered).
+    A crossover design (:func:`~atlas_jax.analysis.design_crossover`) shows instead the expected width after
+    extending each curve to D, the current width and D*."""
     fig, ax = _axes(ax)
     c = design.candidates
+    flagged = f" [flagged: {', '.join(design.flags)}]" if design.flags else ""
+    if "regime" in c.columns:
+        for (regime, g), color in zip(c.groupby("regime"), ("tab:orange", "tab:blue")):
+            g = g.sort_values("tokens")
+            ax.plot(g["tokens"], g["width"], "o-", color=color, label=f"extend the {regime} curve to D")
+        ax.axhline(design.width, color="gray", ls="--", label="width now")
+        ax.axvline(design.estimate, color="black", ls=":", label=f"D* = {design.estimate:.3g}")
+        for i, row in design.picks.iterrows():
+            ax.annotate(str(i + 1), (row["tokens"], row["width"]), color="red", weight="bold", ha="center",
+                        va="bottom")
+        ax.set(xscale="log", xlabel=AXIS_LABELS["tokens"], ylabel=f"expected {design.level:.0%} width of D*",
+               title=f"which curve to extend: {design.group}{flagged}")
+        ax.legend(loc="best", fontsize=8)
+        return fig
     value = np.maximum(c["value_per_pflop"].to_numpy(float), np.nanmax(c["value_per_pflop"]) * 1e-6)
     dots = ax.scatter(c["params"], c["tokens"], c=np.log10(value), s=14, cmap="viridis", marker="s")
     fig.colorbar(dots, ax=ax, label="log10 width reduction per PFLOP (alone)")
@@ -311,6 +327,6 @@ def design_map(design, *, ax=None):
                     va="center")
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS["params"], ylabel=AXIS_LABELS["tokens"],
            title=f"next runs for {design.target}" + (f" at {design.flops:.2g} FLOPs" if design.flops else "")
-           + (f" [flagged: {', '.join(design.flags)}]" if design.flags else ""))
+           + flagged)
     ax.legend(loc="lower right")
     return fig

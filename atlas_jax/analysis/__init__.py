@@ -16,7 +16,7 @@ from .crossover import (
     posterior_crossovers,
 )
 from .planner import Plan, plan
-from .designer import Design, candidate_grid, design
+from .designer import Design, candidate_grid, design, design_crossover
 from .curse import expansion_multipliers, fit_curse_joint, iso_loss_frontier, loss_share, multipliers_with_intervals
 from .transfer import (
     LANGUAGES,
@@ -33,6 +33,7 @@ from .transfer import (
 
 __all__ = [
     "design",
+    "design_crossover",
     "Design",
     "candidate_grid",
     "load_transfer_matrix",

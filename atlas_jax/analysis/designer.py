@@ -4,18 +4,21 @@ Given the runs so far, a law and a target quantity T (N* or D* at a compute budg
 there, or any parameter such as ``alpha`` or ``tau_en``), every candidate run x (a grid over N and D, or a
 user's table) is scored by how much it is expected to narrow T's interval per unit of training compute 6 N D.
 
-The current uncertainty is the bootstrap of the fit: draws theta_b (internal space) with covariance Sigma. A new
-run of log loss log L(theta; x) + e, e ~ N(0, sigma^2) (sigma: the fit's robust residual scale), adds
-information j j^T / sigma^2, j = d log L / d theta at x, so that (Sherman-Morrison, no inverse needed)
+The current uncertainty: the fit's bootstrap draws theta_b (internal space) and the linearised covariance at
+each, Sigma_b = (J_b^T J_b / sigma^2)^-1 (J_b = d log L / d theta of the runs so far at theta_b; sigma: the fit's
+robust residual scale; fixed parameters left out). A new run x of log loss log L(theta; x) + e, e ~ N(0,
+sigma^2), adds information j j^T / sigma^2, j = d log L / d theta at x, so that (Sherman-Morrison, no inverse)
 
     Var_b(T | x) = g_b^T Sigma_b g_b - (g_b^T Sigma_b j_b)^2 / (sigma^2 + j_b^T Sigma_b j_b),  g_b = dT/dtheta
 
 with g and j evaluated at every draw theta_b: a linearised preposterior analysis averaged over the current
 uncertainty (Chaloner & Verdinelli 1995, "Bayesian experimental design: a review", sections 2.2-2.3). The
 expected interval width after x is the current (bootstrap percentile) width times
-sqrt(mean_b Var_b(T | x) / mean_b Var_b(T)). A batch of k runs is chosen greedily: after each pick every
-Sigma_b is updated by it (Sigma_b - Sigma_b j j^T Sigma_b / (sigma^2 + j^T Sigma_b j)), so a second copy of the
-best run is worth less than the first, and the next pick goes where the remaining uncertainty is.
+mean_b sqrt(Var_b(T | x) / Var_b(T)): a ratio per draw, so the few draws where the runs barely identify the law
+(huge Var_b) do not swamp the average, as they swamp a covariance of the draws. A batch of k runs is chosen
+greedily: after each pick every Sigma_b is updated by it (Sigma_b - Sigma_b j j^T Sigma_b / (sigma^2 + j^T
+Sigma_b j)), so a second copy of the best run is worth less than the first, and the next pick goes where the
+remaining uncertainty is.
 
 The linearisation ranks all candidates; with ``refit=M``, at each pick the best M of them are scored again by
 simulation: in replicate b the existing runs are drawn with bootstrap counts, the runs picked so far and the
@@ -44,7 +47,7 @@ from ..laws.chinchilla import compute_optimal
 from ..laws.spec import Law
 from ..programs import stored_jit
 
-__all__ = ["Design", "design", "candidate_grid", "TARGETS", "MULTIPLIER_TARGETS", "EXTRAPOLATION"]
+__all__ = ["Design", "design", "design_crossover", "candidate_grid", "TARGETS", "MULTIPLIER_TARGETS", "EXTRAPOLATION"]
 
 #: Planning quantities at a compute budget (``flops``), for laws with E A B alpha beta; any parameter name of the
 #: law is a target too.
@@ -53,7 +56,7 @@ TARGETS = ("N_opt", "D_opt", "loss_opt")
 #: expansion_multipliers`), for laws with alpha beta phi psi.
 MULTIPLIER_TARGETS = ("model_multiplier", "data_multiplier", "data_per_language_multiplier", "compute_multiplier")
 #: A budget this many times the largest run's compute is flagged ``extrapolated``: on the 240 Chinchilla runs,
-#: intervals of N* at 5.76e23 FLOPs from runs 570-15,000x below it held the 240-run estimate in 2 of 27 rounds
+#: intervals of N* at 5.76e23 FLOPs from runs 190-15,000x below it held the 240-run estimate in 3 of 27 rounds
 #: (``benchmarks/design_real.py``).
 EXTRAPOLATION = 100.0
 
@@ -91,8 +94,9 @@ class Design:
         head = (f"{self.target}{at} ({self.law}{', ' + self.group if self.group else ''}): {self.estimate:.4g}, "
                 f"{self.level:.0%} interval width {self.width:.4g} now"
                 + (f" [FLAGGED: {', '.join(self.flags)}]" if self.flags else ""))
-        shown = [c for c in ("language", "num_languages", "params", "tokens", "flops", "width", "linearised_width",
-                             "value_per_pflop", "total_flops") if c in self.picks.columns]  # picks.csv: every column
+        shown = [c for c in ("regime", "language", "num_languages", "params", "tokens", "checkpoints", "flops", "width",
+                             "linearised_width", "value_per_pflop", "total_flops")
+                 if c in self.picks.columns]  # picks.csv: every column
         with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 140):
             table = self.picks[shown].to_string(index=False)
         return "\n".join([head, "next runs, in order (expected width after each):", table, *self.notes])
@@ -195,10 +199,10 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     jac = _jacobians(law, theta, features, bootstrap)                                       # [B, C, P]
     jac[..., fixed] = 0.0
     grad_t[:, fixed] = 0.0
-    sigma = np.broadcast_to(np.cov(theta, rowvar=False), (len(theta),) + (theta.shape[1],) * 2).copy()
+    sigma = _covariance(_jacobians(law, theta, law.features(rows), bootstrap), sigma2, ~fixed)
     cost = 6.0 * cand["params"].to_numpy(float) * cand["tokens"].to_numpy(float)
 
-    v0 = float(np.mean(np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)))
+    v0 = np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)
     linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)  # each candidate alone, then after the picks
     scored = cand.assign(flops=cost, width=linear, value_per_pflop=(width - linear) / cost * 1e15)
     sim = _Simulation(law, rows, theta, res.estimate[g], features, np.sqrt(sigma2), value, level, seed) \
@@ -244,7 +248,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
             flags = ("extrapolated",)
             notes.append(f"extrapolated: {flops:.3g} FLOPs is {flops / largest:.0f}x the largest run, picks included; "
                          "the interval holds sampling error, not the law's drift across scales (on real Chinchilla "
-                         "runs 570x or more below the budget it missed the 240-run N* in 25 of 27 rounds: README)")
+                         "runs 190x or more below the budget it missed the 240-run N* in 24 of 27 rounds: README)")
     columns = [*cand.columns, "flops", "width", "linearised_width", "value_per_pflop", "total_flops"]
     return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
                   pd.DataFrame(picks, columns=columns),
@@ -371,16 +375,182 @@ def _noise_variance(law: Law, rows: pd.DataFrame, estimate) -> float:
     return max(float(1.4826 * np.median(np.abs(resid - np.median(resid)))) ** 2, 1e-8)
 
 
+def _covariance(jac, sigma2, free) -> np.ndarray:
+    """Every draw's linearised covariance (J_b^T J_b / sigma^2)^-1 over the ``free`` parameters, zero rows and
+    columns for the others: [B, P, P] from the runs' Jacobians [B, n, P]."""
+    J = jac[..., free]
+    out = np.zeros(jac.shape[:1] + (jac.shape[2],) * 2)
+    out[:, free[:, None] & free[None, :]] = np.linalg.pinv(np.einsum("bnp,bnq->bpq", J, J) / sigma2,
+                                                           hermitian=True).reshape(len(jac), -1)
+    return out
+
+
 def _expected_width(grad_t, sigma, jac, sigma2, width, v0) -> np.ndarray:
-    """Expected interval width after adding each candidate (module doc): [C]."""
+    """Expected interval width after adding each candidate (module doc): [C]; ``v0``: Var_b(T) before any new run."""
     sg = np.einsum("bpq,bq->bp", sigma, grad_t)                                   # Sigma g  [B, P]
     v = np.einsum("bp,bp->b", grad_t, sg)[:, None]                                # g' Sigma g
     num = np.einsum("bcp,bp->bc", jac, sg) ** 2                                   # (g' Sigma j)^2
     den = sigma2 + np.einsum("bcp,bpq,bcq->bc", jac, sigma, jac)                  # sigma^2 + j' Sigma j
-    return width * np.sqrt(np.maximum(np.mean(v - num / den, axis=0), 0.0) / v0)
+    use = v0 > 0
+    return width * np.mean(np.sqrt(np.maximum(v - num / den, 0.0)[use] / v0[use, None]), axis=0)
 
 
 def _updated(sigma, j, sigma2) -> np.ndarray:
     """Every draw's covariance after one more run with Jacobian j [B, P]."""
     sj = np.einsum("bpq,bq->bp", sigma, j)
     return sigma - np.einsum("bp,bq->bpq", sj, sj) / (sigma2 + np.einsum("bp,bp->b", j, sj))[:, None, None]
+
+
+def design_crossover(curves: pd.DataFrame, language: str, params: float | None = None, *, k: int = 1,
+                     budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
+                     reach: float = 8.0, lo: float = 1e6, hi: float = 1e15) -> Design:
+    """Which of ``language``'s two curves at model size ``params`` (default the smallest) to train further, and how
+    far, to narrow the interval of the pretrain/finetune crossover D* (:mod:`atlas_jax.analysis.crossover`) the
+    most per FLOP.
+
+    The scratch curve (E_s, B_s, beta_s) and the finetune curve (E_f, B_f, beta_f, D0) are fitted with
+    ``bootstrap`` resamples each (seeds ``seed``, ``seed + 1``, as :func:`~atlas_jax.analysis.fit_crossovers`),
+    draws paired. The target is log D*, the root of g(D) = L_s(D) - L_f(D); by the implicit function theorem
+    d log D* / d theta = -(dg/d theta) / (dg/d log D) at D*. A candidate extends one curve from its last
+    checkpoint to D, adding checkpoints at the curve's median log spacing, each with information j j' / sigma_r^2
+    (sigma_r: that curve's robust residual scale), at a cost of 6 N (D - D_last); the two fits are independent,
+    so the covariance is block-diagonal. The rest is :func:`design`'s greedy batch: ``k`` extensions (a curve
+    may be extended again), within ``budget`` FLOPs, stopping when none narrows the interval.
+    Raises ``ValueError`` when either fit has a flag other than a wide interval, or when D*'s interval is
+    unbounded (too many draws do not cross in [lo, hi])."""
+    from .crossover import _common_range, _crossover_draws, _flags, crossover_curves, crossover_search
+    from ..laws.curve import FINETUNE_CURVE, SCRATCH_CURVE
+
+    if int(k) != k or k < 1 or (budget is not None and not budget > 0) or bootstrap < 20 or not reach > 1:
+        raise ValueError(f"k = {k}, budget = {budget}, bootstrap = {bootstrap}, reach = {reach}: expected an "
+                         "integer k >= 1, a budget > 0 FLOPs, at least 20 bootstrap resamples and reach > 1")
+    pair = crossover_curves(curves, language, params)
+    if "params" not in pair.columns:
+        raise ValueError("crossover design: the curves need a 'params' column (model size N): a checkpoint costs "
+                         "6 N D FLOPs")
+    N = float(pair["params"].iloc[0])
+    laws = {"pretrain": SCRATCH_CURVE, "finetune": FINETUNE_CURVE}
+    rows = {r: pair[pair["regime"] == r].sort_values("tokens") for r in laws}
+    for r, frame in rows.items():
+        if frame.empty:
+            raise ValueError(f"crossover design: {language} at N = {N:.4g} has no {r} curve")
+    with warnings.catch_warnings():  # the fits' flags: refused or noted below
+        warnings.simplefilter("ignore", UserWarning)
+        fits = {r: fit(law, rows[r][["tokens", "loss"]].reset_index(drop=True), bootstrap=bootstrap, seed=seed + i,
+                       level=level) for i, (r, law) in enumerate(laws.items())}
+    for r, res in fits.items():
+        if set(res.flags[0]) - {"wide_interval"}:
+            raise ValueError(f"cannot design runs: the {r} curve's fit ({laws[r].name}) of {language} at N = "
+                             f"{N:.4g} (checkpoints to {rows[r]['tokens'].max():.3g} tokens) is "
+                             f"{res.verdict(res.groups[0])}; extend that curve first")
+    ok = Status.usable(fits["pretrain"].sample_status[0]) & Status.usable(fits["finetune"].sample_status[0])
+    public = {r: fits[r].samples[0][ok] for r in laws}
+    observed = _common_range(rows["pretrain"]["tokens"], rows["finetune"]["tokens"])
+    point = crossover_search(fits["pretrain"].estimate[0], fits["finetune"].estimate[0], lo, hi, observed)
+    found, summary = _crossover_draws(public["pretrain"], public["finetune"], lo, hi, level, observed)
+    width = float(summary["ci_high"] - summary["ci_low"])
+    if not (0 < point.tokens < np.inf and np.isfinite(width) and summary["ci_low"] > 0):
+        raise ValueError(f"crossover design: D* of the {language} curves at N = {N:.4g} is "
+                         f"{float(point.tokens):.3g} in [{summary['ci_low']:.3g}, {summary['ci_high']:.3g}] "
+                         f"({summary['no_crossing']:.0%} of the draws do not cross in [{lo:.0e}, {hi:.0e}] tokens): "
+                         "a design needs a bounded interval (longer curves first, or a wider lo/hi)")
+    crossing = np.isfinite(found) & (found > 0)  # censored draws (inf, 0) are in the width, not in the gradients
+    notes = [f"the {r} curve's fit is {fits[r].verdict(fits[r].groups[0])}: what the next checkpoints should narrow"
+             for r in laws if fits[r].flags[0]]
+    if not crossing.all():
+        notes.append(f"{1 - crossing.mean():.0%} of the draws do not cross in [{lo:.0e}, {hi:.0e}] tokens: counted "
+                     "in the width, left out of the linearised ranking")
+    theta = np.concatenate([np.stack([p.to_internal(public[r][crossing, j]) for j, p in enumerate(laws[r].params)], 1)
+                            for r in laws], axis=1)                                          # [B, 3 + 4]
+    log_d = np.log(found[crossing])
+    grad_t = np.asarray(jax.vmap(_log_crossover_gradient)(jnp.asarray(theta), jnp.asarray(log_d)))   # [B, 7]
+    blocks = {"pretrain": slice(0, 3), "finetune": slice(3, 7)}
+    noise = {r: _noise_variance(laws[r], rows[r], fits[r].estimate[0]) for r in laws}
+    sigma = np.zeros((len(theta),) + (theta.shape[1],) * 2)  # the two fits are independent: block-diagonal
+    for r, b in blocks.items():
+        sigma[:, b, b] = _covariance(_jacobians(laws[r], theta[:, b], laws[r].features(rows[r]), bootstrap),
+                                     noise[r], np.ones(b.stop - b.start, bool))
+    v0 = np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)
+    use = v0 > 0
+
+    def expected(s):
+        return width * float(np.mean(np.sqrt(np.maximum(np.einsum("bp,bpq,bq->b", grad_t, s, grad_t), 0.0)[use]
+                                             / v0[use])))
+
+    ladders = {}  # regime -> (tokens of the next checkpoints, their Jacobians [B, M, 7], noise variance)
+    for r, law in laws.items():
+        log_tokens = np.log(rows[r]["tokens"].to_numpy(float))
+        step = float(np.median(np.diff(np.unique(log_tokens)))) if len(np.unique(log_tokens)) > 1 else np.log(2.0)
+        tokens = np.exp(log_tokens.max() + step * np.arange(1, max(4, int(np.log(reach) / step)) + 1))
+        jac = np.zeros((len(theta), len(tokens), theta.shape[1]))
+        jac[..., blocks[r]] = _jacobians(law, theta[:, blocks[r]], {"d": tokens}, bootstrap)
+        ladders[r] = (tokens, jac, noise[r])
+
+    def extensions(sigma, at):
+        """Expected width after extending each curve from checkpoint ``at[r]`` to each later one."""
+        out = {}
+        for r, (tokens, jac, s2) in ladders.items():
+            s, widths = sigma, np.full(len(tokens), np.nan)
+            for m in range(at[r], len(tokens)):
+                s = _updated(s, jac[:, m], s2)
+                widths[m] = expected(s)
+            out[r] = widths
+        return out
+
+    def last(r, at):
+        return ladders[r][0][at[r] - 1] if at[r] else float(rows[r]["tokens"].max())
+
+    at = {r: 0 for r in laws}
+    alone = extensions(sigma, at)
+    candidates = pd.DataFrame([{"regime": r, "params": N, "tokens": d, "checkpoints": m + 1,
+                                "flops": 6.0 * N * (d - last(r, at)), "width": alone[r][m]}
+                               for r in laws for m, d in enumerate(ladders[r][0])])
+    candidates["value_per_pflop"] = (width - candidates["width"]) / candidates["flops"] * 1e15
+    picks, spent, before = [], 0.0, width
+    for _ in range(int(k)):
+        after = extensions(sigma, at)
+        options = [(r, m, 6.0 * N * (ladders[r][0][m] - last(r, at))) for r in laws
+                   for m in range(at[r], len(ladders[r][0]))]
+        options = [(r, m, c) for r, m, c in options if budget is None or spent + c <= budget]
+        if not options:
+            break
+        r, m, cost = max(options, key=lambda o: (before - after[o[0]][o[1]]) / o[2])
+        if not before - after[r][m] > 0:
+            notes.append(f"stopped after {len(picks)} extension(s): none is expected to narrow the interval further")
+            break
+        spent += cost
+        picks.append({"regime": r, "params": N, "tokens": ladders[r][0][m], "checkpoints": m + 1 - at[r],
+                      "flops": cost, "width": float(after[r][m]), "linearised_width": float(after[r][m]),
+                      "value_per_pflop": float((before - after[r][m]) / cost * 1e15), "total_flops": spent})
+        for j in range(at[r], m + 1):
+            sigma = _updated(sigma, ladders[r][1][:, j], ladders[r][2])
+        at[r], before = m + 1, float(after[r][m])
+    if len(picks) < k and budget is not None and not any(n.startswith("stopped") for n in notes):
+        notes.append(f"{len(picks)} of {k} extensions fit the budget of {budget:.3g} FLOPs")
+    notes.append("ranked linearised: each new checkpoint's information j j^T / sigma_r^2 (sigma = "
+                 + ", ".join(f"{ladders[r][2] ** 0.5:.3g} ({r})" for r in laws)
+                 + f" in log loss) added to the covariance of {len(theta)} paired bootstrap draws")
+    flags = tuple(f for f in _flags(float(point.tokens), point.n_crossings > 1, observed)
+                  if f in ("extrapolated", "second_crossing"))
+    if "extrapolated" in flags:
+        notes.append(f"extrapolated: D* = {float(point.tokens):.3g} lies outside the tokens where both curves were "
+                     "observed; the interval assumes both fitted curves hold out to it")
+    runs = pair[["params", "tokens", "loss", "regime"]].reset_index(drop=True)
+    columns = ["regime", "params", "tokens", "checkpoints", "flops", "width", "linearised_width", "value_per_pflop",
+               "total_flops"]
+    return Design("crossover", "crossover_tokens", None, f"{language} at N = {N:.4g}", float(point.tokens), width,
+                  level, pd.DataFrame(picks, columns=columns),
+                  candidates.sort_values("value_per_pflop", ascending=False, ignore_index=True), runs,
+                  tuple(notes), None, flags)
+
+
+def _log_crossover_gradient(theta, log_d):
+    """d log D* / d theta for theta = (scratch internal, finetune internal) at the crossing log_d (module doc of
+    :func:`design_crossover`): -(dg/d theta) / (dg/d log D), g = L_s - L_f."""
+    from ..laws.curve import FINETUNE_CURVE, SCRATCH_CURVE
+
+    def g(th, ld):
+        x = {"d": jnp.exp(ld)}
+        return jnp.exp(SCRATCH_CURVE.log_loss(th[:3], x)) - jnp.exp(FINETUNE_CURVE.log_loss(th[3:], x))
+
+    return -jax.grad(g, 0)(theta, log_d) / jax.grad(g, 1)(theta, log_d)

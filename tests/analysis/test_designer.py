@@ -16,17 +16,17 @@ from atlas_jax.analysis.designer import _expected_width, _updated, candidate_gri
 
 
 def test_rank_one_updates_match_the_inverse_of_the_information():
-    """Var(T | x) = g' (Sigma^-1 + j j' / s2)^-1 g and the updated covariance, per draw, by numpy's inverses."""
+    """Var(T | x) = g' (Sigma^-1 + j j' / s2)^-1 g and the updated covariance, per draw, by numpy's inverses; the
+    expected width averages the per-draw ratios sqrt(Var_b(T | x) / Var_b(T))."""
     rng = np.random.default_rng(0)
     B, C, P, s2 = 3, 4, 5, 0.01
     root = rng.normal(size=(B, P, P))
     sigma = root @ np.swapaxes(root, 1, 2) + 0.1 * np.eye(P)
     g, j = rng.normal(size=(B, P)), rng.normal(size=(B, C, P))
-    v0 = np.mean(np.einsum("bp,bpq,bq->b", g, sigma, g))
-    want = [np.mean([g[b] @ np.linalg.inv(np.linalg.inv(sigma[b]) + np.outer(j[b, c], j[b, c]) / s2) @ g[b]
-                     for b in range(B)]) for c in range(C)]
-    np.testing.assert_allclose(_expected_width(g, sigma, j, s2, 2.0, v0), 2.0 * np.sqrt(np.array(want) / v0),
-                               rtol=1e-10)
+    v0 = np.array([g[b] @ sigma[b] @ g[b] for b in range(B)])
+    want = [np.mean([np.sqrt(g[b] @ np.linalg.inv(np.linalg.inv(sigma[b]) + np.outer(j[b, c], j[b, c]) / s2) @ g[b]
+                             / v0[b]) for b in range(B)]) for c in range(C)]
+    np.testing.assert_allclose(_expected_width(g, sigma, j, s2, 2.0, v0), 2.0 * np.array(want), rtol=1e-10)
     np.testing.assert_allclose(_updated(sigma, j[:, 1], s2),
                                [np.linalg.inv(np.linalg.inv(sigma[b]) + np.outer(j[b, 1], j[b, 1]) / s2)
                                 for b in range(B)], rtol=1e-8, atol=1e-12)
@@ -157,3 +157,60 @@ def test_design_for_a_curse_multiplier_narrows_it_over_the_runs_mixtures():
                  for s, r in enumerate(random)]
     assert designed < now
     assert (now - designed) / picks["params"].mul(picks["tokens"]).sum() > np.median(gains)
+
+
+SCRATCH = dict(E=1.9, B=400.0, beta=0.3)            # L_s(D) = E + B / D^beta
+FINETUNE = dict(E=2.0, B=57.2, beta=0.25, D0=5e9)   # L_f(D) = E + B / (D + D0)^beta: they cross at D* = 1.0e11
+
+
+def curve(regime, tokens, seed) -> pd.DataFrame:
+    """Checkpoints of one 5e8-parameter model's curve (numpy closed forms, 0.05 % lognormal noise)."""
+    d, s, f = np.asarray(tokens, float), SCRATCH, FINETUNE
+    loss = s["E"] + s["B"] / d ** s["beta"] if regime == "pretrain" else f["E"] + f["B"] / (d + f["D0"]) ** f["beta"]
+    return pd.DataFrame({"language": "sw", "regime": regime, "params": 5e8, "tokens": d,
+                         "loss": loss * np.exp(0.0005 * np.random.default_rng(seed).standard_normal(len(d)))})
+
+
+def test_crossover_design_extends_the_curve_that_pins_d_star():
+    """Curves observed to 5e10 tokens, D* near 1e11 beyond them (flagged extrapolated). The design's estimate and
+    width are fit_crossovers'; d log D* / d theta (implicit function theorem) agrees with central differences of
+    scipy's brentq root of the fitted closed forms; the 3 picked extensions, simulated from the truth and
+    refitted, narrow D*'s interval by more than half, and 4x as much as extending the other curve as far."""
+    from scipy.optimize import brentq
+
+    from atlas_jax.analysis import fit_crossovers
+    from atlas_jax.analysis.designer import _log_crossover_gradient, design_crossover
+    from atlas_jax.laws import FINETUNE_CURVE, SCRATCH_CURVE
+
+    tokens = np.exp(np.arange(np.log(5e8), np.log(6e10), 0.33))
+    curves = pd.concat([curve("pretrain", tokens, 1), curve("finetune", tokens, 2)])
+    got = design_crossover(curves, "sw", k=3)
+    assert any("wide-interval" in n for n in got.notes)  # what the extensions should narrow
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the same flags, from fit_crossovers
+        now = fit_crossovers(curves, bootstrap=200).iloc[0]
+    assert got.estimate == pytest.approx(now["crossover_tokens"], rel=1e-9) and got.flags == ("extrapolated",)
+    assert got.width == pytest.approx(now["ci_high"] - now["ci_low"], rel=1e-12)
+
+    def log_root(theta):  # internal (log E_s, log B_s, beta_s, log E_f, log B_f, beta_f, log D0)
+        e_s, b_s, beta_s, e_f, b_f, beta_f, d0 = theta
+        gap = lambda ld: (np.exp(e_s) + np.exp(b_s - beta_s * ld)) - (np.exp(e_f) + np.exp(b_f) / (
+            np.exp(ld) + np.exp(d0)) ** beta_f)
+        return brentq(gap, np.log(1e9), np.log(1e13), xtol=1e-14)
+
+    theta = np.concatenate([[p.to_internal(now[f"{p.name}_{r}"]) for p in law.params]
+                            for r, law in (("pretrain", SCRATCH_CURVE), ("finetune", FINETUNE_CURVE))])
+    h = 1e-5
+    numeric = [(log_root(theta + h * e) - log_root(theta - h * e)) / (2 * h) for e in np.eye(7)]
+    np.testing.assert_allclose(np.asarray(_log_crossover_gradient(theta, log_root(theta))), numeric, rtol=1e-4,
+                               atol=1e-8)
+
+    picks = got.picks
+    other = "pretrain" if picks["regime"].iloc[0] == "finetune" else "finetune"
+    extended = pd.concat([curves, *(curve(p.regime, [p.tokens], 10 + i) for i, p in enumerate(picks.itertuples()))])
+    instead = pd.concat([curves, curve(other, picks["tokens"], 20)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        after, alternative = (float(np.subtract(*fit_crossovers(c, bootstrap=200).iloc[0][["ci_high", "ci_low"]]))
+                              for c in (extended, instead))
+    assert after < 0.5 * got.width and got.width - after > 4 * (got.width - alternative)
