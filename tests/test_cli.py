@@ -135,7 +135,8 @@ def test_every_registered_law_is_a_cli_choice(tmp_path):
 
 def test_design_writes_picks_and_flags_an_extrapolated_budget(tmp_path):
     """`atlas-jax design` on the Chinchilla runs for N* at 1e25 FLOPs (770x the largest run before the picks):
-    2 picks, printed and written (design.json, picks.csv, candidates.csv, design.png), flagged ``extrapolated`` in every output."""
+    2 picks, printed and written (design.json, picks.csv, candidates.csv, design.png), flagged ``extrapolated`` in
+    every output."""
     out = tmp_path / "d"
     res = run("design", "--runs", "epoch-chinchilla", "--law", "chinchilla", "--target", "N_opt", "--flops", 1e25,
               "--k", 2, "--grid", "10x12", "--out", out)
