@@ -159,6 +159,10 @@ CATALOGUE = {
     "bench dtype": ({}, "bench epoch --dtype float16 --out OUT", "--dtype: expected one of float64, float32, mixed"),
     "design grid": ({"t.csv": GOOD}, "design --runs t.csv --law chinchilla --target alpha --grid 25 --out OUT",
                     "--grid 25: expected two sizes of at least 2, N x D"),
+    "design without law": ({"t.csv": GOOD}, "design --runs t.csv --target alpha --out OUT",
+                           "--target alpha: give the --law to fit"),
+    "design crossover with law": ({"t.csv": GOOD}, "design --runs t.csv --target crossover_tokens --law chinchilla "
+                                  "--language sw --out OUT", "give --language and leave out --law"),
     "design language and group": ({"t.csv": GOOD}, "design --runs t.csv --law chinchilla --target alpha --language "
                                   "sw --group-by run --out OUT", "--language sw designs for the group language = sw"),
 }
