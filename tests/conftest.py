@@ -183,7 +183,7 @@ ATLAS_TRUTH = {"E": 1.7, "A": 300.0, "B": 900.0, "alpha": 0.32, "beta": 0.3, "la
 
 #: The slowest files (on the 2-core machine, empty compilation cache) run first and the ones that mostly reuse
 #: compiled programs from the persistent cache (notebook kernels, jax.distributed subprocesses) last: pytest-xdist
-#: hands out files in collection order (--dist loadfile --no-loadscope-reorder). The notebooks took 147 s first
+#: hands out files (and classes) in collection order (--dist loadscope --no-loadscope-reorder). The notebooks took 147 s first
 #: and 56 s last.
 SLOWEST_FIRST = ("test_readme.py", "test_model.py", "test_sampler.py", "test_batch.py", "test_synthetic.py", "test_crossover.py",
                  "test_planner.py", "test_devices.py", "test_curse.py", "test_figures.py")
