@@ -245,6 +245,9 @@ def design_cmd(
                                                                         "their mixtures."),
     grid: str = typer.Option("25x40", "--grid", help="Default candidates: N x D log-spaced sizes from half the "
                                                      "smallest to 8 times the largest run."),
+    min_flops: Optional[float] = typer.Option(None, "--min-flops", help="Leave out candidates below this compute "
+                                                                        "(6 N D): keep the design to sizes where "
+                                                                        "you trust the law."),
     distinct: bool = typer.Option(False, "--distinct", help="Pick each candidate at most once (a table of concrete "
                                                             "runs); by default a run may be picked again (another "
                                                             "seed)."),
@@ -295,7 +298,7 @@ def design_cmd(
         else:
             result = design(law.value, frame, target, cand, flops=flops, group_by=group_by, group=group, k=k,
                             budget=budget, bootstrap=bootstrap, seed=seed, refit=refit, distinct=distinct,
-                            ratio=ratio, grid=(int(sizes[0]), int(sizes[1])))
+                            ratio=ratio, grid=(int(sizes[0]), int(sizes[1])), min_flops=min_flops)
     if out is not None:
         result.save(out)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=float) if as_json else str(result))

@@ -297,6 +297,14 @@ def posterior_forest(post, *, params: Sequence[str] | None = None, ax=None):
     return fig
 
 
+def _pick_labels(picks: pd.DataFrame, x: str, y: str) -> list[tuple[str, float, float]]:
+    """One label per place picked, listing the picks' numbers there (a run picked again is another seed)."""
+    places: dict[tuple[float, float], list[str]] = {}
+    for i, (a, b) in enumerate(zip(picks[x], picks[y])):
+        places.setdefault((float(a), float(b)), []).append(str(i + 1))
+    return [(",".join(n), a, b) for (a, b), n in places.items()]
+
+
 def design_map(design, *, ax=None):
     """Candidate runs of a :class:`~atlas_jax.analysis.Design` on the N-D plane, coloured by how much each
     alone narrows the target's interval per PFLOP (log scale), the runs so far (black) and the picks (numbered).
@@ -311,9 +319,8 @@ def design_map(design, *, ax=None):
             ax.plot(g["tokens"], g["width"], "o-", color=color, label=f"extend the {regime} curve to D")
         ax.axhline(design.width, color="gray", ls="--", label="width now")
         ax.axvline(design.estimate, color="black", ls=":", label=f"D* = {design.estimate:.3g}")
-        for i, row in design.picks.iterrows():
-            ax.annotate(str(i + 1), (row["tokens"], row["width"]), color="red", weight="bold", ha="center",
-                        va="bottom")
+        for label, x, y in _pick_labels(design.picks, "tokens", "width"):
+            ax.annotate(label, (x, y), color="red", weight="bold", ha="center", va="bottom")
         ax.set(xscale="log", xlabel=AXIS_LABELS["tokens"], ylabel=f"expected {design.level:.0%} width of D*",
                title=f"which curve to extend: {design.group}{flagged}")
         ax.legend(loc="best", fontsize=8)
@@ -322,9 +329,8 @@ def design_map(design, *, ax=None):
     dots = ax.scatter(c["params"], c["tokens"], c=np.log10(value), s=14, cmap="viridis", marker="s")
     fig.colorbar(dots, ax=ax, label="log10 width reduction per PFLOP (alone)")
     ax.scatter(design.runs["params"], design.runs["tokens"], s=10, c="black", label="runs so far")
-    for i, row in design.picks.iterrows():
-        ax.annotate(str(i + 1), (row["params"], row["tokens"]), color="red", weight="bold", ha="center",
-                    va="center")
+    for label, x, y in _pick_labels(design.picks, "params", "tokens"):
+        ax.annotate(label, (x, y), color="red", weight="bold", ha="center", va="center")
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS["params"], ylabel=AXIS_LABELS["tokens"],
            title=f"next runs for {design.target}" + (f" at {design.flops:.2g} FLOPs" if design.flops else "")
            + flagged)

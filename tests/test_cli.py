@@ -135,18 +135,16 @@ def test_every_registered_law_is_a_cli_choice(tmp_path):
 
 def test_design_writes_picks_and_flags_an_extrapolated_budget(tmp_path):
     """`atlas-jax design` on the Chinchilla runs for N* at 1e25 FLOPs (770x the largest run before the picks):
-    2 picks, printed and written (design.json, picks.csv, candidates.csv, design.png), flagged ``extrapolated`` in
-    every output."""
+    2 picks of at least 1e20 FLOPs, printed and written (design.json, picks.csv, candidates.csv, design.png),
+    flagged ``extrapolated`` in every output."""
     out = tmp_path / "d"
     res = run("design", "--runs", "epoch-chinchilla", "--law", "chinchilla", "--target", "N_opt", "--flops", 1e25,
-              "--k", 2, "--grid", "10x12", "--out", out)
+              "--k", 2, "--grid", "10x12", "--min-flops", 1e20, "--out", out)
     assert res.exit_code == 0, res.output
     assert "[FLAGGED: extrapolated]" in res.output and re.search(r"is \d+x the largest run, picks included", res.output)
     info = json.loads((out / "design.json").read_text())
     assert info["flags"] == ["extrapolated"] and info["target"] == "N_opt" and len(info["picks"]) == 2
     picks, cands = pd.read_csv(out / "picks.csv"), pd.read_csv(out / "candidates.csv")
-    assert len(picks) == 2 and (picks["width"] < info["width"]).all() and len(cands) <= 120
-    smallest = 6 * 1.0 * pd.read_csv("atlas_jax/datasets/epoch_chinchilla/chinchilla_tidy.csv").eval(
-        "N_params * D_tokens").min()
-    assert (cands["flops"] >= smallest * (1 - 1e-9)).all()  # none below the smallest run's compute
+    assert len(picks) == 2 and (picks["width"] < info["width"]).all() and 0 < len(cands) < 120
+    assert cands["flops"].min() >= 1e20 and picks["flops"].min() >= 1e20
     assert (out / "design.png").stat().st_size > 10_000

@@ -154,12 +154,14 @@ def candidate_grid(runs: pd.DataFrame, law: Law | None = None, n: int = 25, m: i
 def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidates: pd.DataFrame | None = None, *,
            flops: float | None = None, group_by: str | None = None, group: str | None = None, k: int = 1,
            budget: float | None = None, bootstrap: int = 200, seed: int = 0, level: float = 0.95,
-           refit: int = 0, distinct: bool = False, ratio: float = 2.0, grid: tuple[int, int] = (25, 40)) -> Design:
+           refit: int = 0, distinct: bool = False, ratio: float = 2.0, grid: tuple[int, int] = (25, 40),
+           min_flops: float | None = None) -> Design:
     """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
     FLOP and pick ``k`` runs greedily, within ``budget`` FLOPs in all (module doc). ``target``: one of
     :data:`TARGETS` (with ``flops``), of :data:`MULTIPLIER_TARGETS` (curse law, for ``ratio`` times the
     languages) or a parameter name; ``group``: the group of ``group_by`` to design for; ``grid``: the sizes of
-    the default :func:`candidate_grid`.
+    the default :func:`candidate_grid`; ``min_flops``: leave out candidates below this compute (the design
+    favours cheap runs; this keeps it to sizes where you trust the law).
     ``refit``: at each pick the best ``refit`` candidates of the linearised ranking are scored again by
     simulated outcomes refitted in one batch (:class:`_Simulation`); 0 (default) keeps the linearised scores.
     ``distinct``: each candidate is picked at most once (a table of concrete runs); by default a run may be picked
@@ -192,6 +194,12 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
 
     rows = frame if group_by is None else frame[frame[group_by].astype(str) == res.groups[g]]
     cand = candidate_grid(rows, law, *grid) if candidates is None else candidates.reset_index(drop=True)
+    if min_flops is not None:
+        compute = 6.0 * cand["params"] * cand["tokens"]
+        if not (compute >= min_flops).any():
+            raise ValueError(f"min_flops = {min_flops:.3g}: no candidate run takes that much compute (the largest "
+                             f"takes {compute.max():.3g} FLOPs)")
+        cand = cand[compute >= min_flops].reset_index(drop=True)
     features = law.features(cand)
     fixed = np.array([p.name in res.fixed for p in law.params])
     sigma2 = _noise_variance(law, rows, res.estimate[g])

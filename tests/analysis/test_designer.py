@@ -63,6 +63,7 @@ def test_design_narrows_n_opt_at_a_fraction_of_the_compute_of_random_runs():
         now = n_opt_width(base)
         designed = n_opt_width(pd.concat([base, runs_at(chosen["params"], chosen["tokens"], 2)]))
         grid, widths, compute = candidate_grid(base), [], []
+        assert (grid["params"] * grid["tokens"]).min() >= (base["params"] * base["tokens"]).min() * (1 - 1e-12)
         for s in range(4):
             c = grid.iloc[np.random.default_rng(10 + s).choice(len(grid), 3, replace=False)]
             widths.append(n_opt_width(pd.concat([base, runs_at(c["params"], c["tokens"], 20 + s)])))
