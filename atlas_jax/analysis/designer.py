@@ -424,8 +424,10 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
     (sigma_r: that curve's robust residual scale), at a cost of 6 N (D - D_last); the two fits are independent,
     so the covariance is block-diagonal. The rest is :func:`design`'s greedy batch: ``k`` extensions (a curve
     may be extended again), within ``budget`` FLOPs, stopping when none narrows the interval.
-    Raises ``ValueError`` when either fit has a flag other than a wide interval, or when D*'s interval is
-    unbounded (too many draws do not cross in [lo, hi])."""
+    Flags: ``extrapolated`` (D* outside the tokens both curves saw), ``second_crossing``, ``unbounded_interval``
+    (some draws never cross, so D*'s interval is open: the widths are then those of the draws that cross).
+    Raises ``ValueError`` when either fit has a flag other than a wide interval, or when the curves do not cross
+    at the estimate or in half the draws."""
     from .crossover import _common_range, _crossover_draws, _flags, crossover_curves, crossover_search
     from ..laws.curve import FINETUNE_CURVE, SCRATCH_CURVE
 
@@ -456,16 +458,22 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
     observed = _common_range(rows["pretrain"]["tokens"], rows["finetune"]["tokens"])
     point = crossover_search(fits["pretrain"].estimate[0], fits["finetune"].estimate[0], lo, hi, observed)
     found, summary = _crossover_draws(public["pretrain"], public["finetune"], lo, hi, level, observed)
+    crossing = np.isfinite(found) & (found > 0)  # censored draws (inf, 0): in the interval, not in the gradients
+    if not 0 < point.tokens < np.inf or crossing.mean() < 0.5:
+        raise ValueError(f"crossover design: the {language} curves at N = {N:.4g} cross in [{lo:.0e}, {hi:.0e}] "
+                         f"tokens {'at' if 0 < point.tokens < np.inf else 'not at'} the estimate and in "
+                         f"{crossing.mean():.0%} of the draws; a design needs a crossing (longer curves first)")
     width = float(summary["ci_high"] - summary["ci_low"])
-    if not (0 < point.tokens < np.inf and np.isfinite(width) and summary["ci_low"] > 0):
-        raise ValueError(f"crossover design: D* of the {language} curves at N = {N:.4g} is "
-                         f"{float(point.tokens):.3g} in [{summary['ci_low']:.3g}, {summary['ci_high']:.3g}] "
-                         f"({summary['no_crossing']:.0%} of the draws do not cross in [{lo:.0e}, {hi:.0e}] tokens): "
-                         "a design needs a bounded interval (longer curves first, or a wider lo/hi)")
-    crossing = np.isfinite(found) & (found > 0)  # censored draws (inf, 0) are in the width, not in the gradients
     notes = [f"the {r} curve's fit is {fits[r].verdict(fits[r].groups[0])}: what the next checkpoints should narrow"
              for r in laws if fits[r].flags[0]]
-    if not crossing.all():
+    unbounded = not (np.isfinite(width) and summary["ci_low"] > 0)
+    if unbounded:  # the interval is open: widths of the draws that cross, flagged
+        tail = 50.0 * (1.0 - level)
+        width = float(np.diff(np.percentile(found[crossing], [tail, 100.0 - tail]))[0])
+        notes.append(f"unbounded interval: {1 - crossing.mean():.0%} of the draws do not cross in [{lo:.0e}, "
+                     f"{hi:.0e}] tokens, so D*'s interval is [{summary['ci_low']:.3g}, {summary['ci_high']:.3g}]; "
+                     "the widths here are those of the draws that cross")
+    elif not crossing.all():
         notes.append(f"{1 - crossing.mean():.0%} of the draws do not cross in [{lo:.0e}, {hi:.0e}] tokens: counted "
                      "in the width, left out of the linearised ranking")
     theta = np.concatenate([np.stack([p.to_internal(public[r][crossing, j]) for j, p in enumerate(laws[r].params)], 1)
@@ -539,7 +547,7 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
                  + ", ".join(f"{ladders[r][2] ** 0.5:.3g} ({r})" for r in laws)
                  + f" in log loss) added to the covariance of {len(theta)} paired bootstrap draws")
     flags = tuple(f for f in _flags(float(point.tokens), point.n_crossings > 1, observed)
-                  if f in ("extrapolated", "second_crossing"))
+                  if f in ("extrapolated", "second_crossing")) + (("unbounded_interval",) if unbounded else ())
     if "extrapolated" in flags:
         notes.append(f"extrapolated: D* = {float(point.tokens):.3g} lies outside the tokens where both curves were "
                      "observed; the interval assumes both fitted curves hold out to it")

@@ -109,14 +109,14 @@ def test_simulated_replicates_without_new_runs_reproduce_the_bootstrap_width():
 
 
 CURSE_TRUTH = dict(E=1.7, A=2000.0, B=40.0, alpha=0.45, beta=0.15, phi=0.11, psi=-0.04)
-MIXTURE = ("sw", "en", "fr", "de", "es", "pt", "ru", "zh")
+MIXTURE = ("sw", "en", "fr", "de", "es", "pt", "ru", "zh", "ja", "ko", "vi", "tr", "fa", "id", "it", "nl")
 
 
-def cursed_runs(K, N, D_t, seed) -> pd.DataFrame:
+def cursed_runs(K, N, D_t, seed, truth=CURSE_TRUTH) -> pd.DataFrame:
     """L = E + A K^phi / N^alpha + B K^psi / D_t^beta (numpy, literally), 1 % lognormal noise; uniform mixtures of
-    K languages of MIXTURE measured on its first, sw."""
+    K languages of MIXTURE measured on its first, sw (also benchmarks/design_multilingual.py's)."""
     K, N, D_t = (np.asarray(v, float) for v in (K, N, D_t))
-    t = CURSE_TRUTH
+    t = truth
     loss = t["E"] + t["A"] * K ** t["phi"] / N ** t["alpha"] + t["B"] * K ** t["psi"] / D_t ** t["beta"]
     frame = pd.DataFrame({"params": N, "tokens": K * D_t, "num_languages": K, "language": "sw",
                           "loss": loss * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(K)))})
@@ -164,9 +164,10 @@ SCRATCH = dict(E=1.9, B=400.0, beta=0.3)            # L_s(D) = E + B / D^beta
 FINETUNE = dict(E=2.0, B=57.2, beta=0.25, D0=5e9)   # L_f(D) = E + B / (D + D0)^beta: they cross at D* = 1.0e11
 
 
-def curve(regime, tokens, seed) -> pd.DataFrame:
-    """Checkpoints of one 5e8-parameter model's curve (numpy closed forms, 0.05 % lognormal noise)."""
-    d, s, f = np.asarray(tokens, float), SCRATCH, FINETUNE
+def curve(regime, tokens, seed, scratch=SCRATCH, finetune=FINETUNE) -> pd.DataFrame:
+    """Checkpoints of one 5e8-parameter model's curve (numpy closed forms, 0.05 % lognormal noise; also
+    benchmarks/design_multilingual.py's)."""
+    d, s, f = np.asarray(tokens, float), scratch, finetune
     loss = s["E"] + s["B"] / d ** s["beta"] if regime == "pretrain" else f["E"] + f["B"] / (d + f["D0"]) ** f["beta"]
     return pd.DataFrame({"language": "sw", "regime": regime, "params": 5e8, "tokens": d,
                          "loss": loss * np.exp(0.0005 * np.random.default_rng(seed).standard_normal(len(d)))})
