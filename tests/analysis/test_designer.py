@@ -216,3 +216,24 @@ def test_crossover_design_extends_the_curve_that_pins_d_star():
         after, alternative = (float(np.subtract(*fit_crossovers(c, bootstrap=200).iloc[0][["ci_high", "ci_low"]]))
                               for c in (extended, instead))
     assert after < 0.5 * got.width and got.width - after > 4 * (got.width - alternative)
+
+
+def test_crossover_design_on_an_open_interval_closes_it():
+    """A few draws of curves stopped at 6e10 tokens never cross (D* = 9.8e10 in truth; benchmarks/
+    design_multilingual.py's campaign 6): the interval is open, the design says so (flag unbounded_interval,
+    widths of the draws that cross), and its 3 extensions, simulated and refitted, close it around the truth."""
+    from atlas_jax.analysis import fit_crossovers
+    from atlas_jax.analysis.designer import design_crossover
+
+    s, f = dict(E=1.8673, B=420.17, beta=0.2879), dict(E=1.9516, B=181.43, beta=0.268, D0=3.424e9)
+    tokens = np.exp(np.arange(np.log(5e8), np.log(6e10), 0.33))
+    curves = pd.concat([curve("pretrain", tokens, 60, s, f), curve("finetune", tokens, 61, s, f)])
+    got = design_crossover(curves, "sw", k=3)
+    assert got.flags == ("extrapolated", "unbounded_interval") and np.isfinite(got.width)
+    assert any(n.startswith("unbounded interval:") and ", inf]" in n for n in got.notes)
+    extended = pd.concat([curves, *(curve(p.regime, [p.tokens], 70 + i, s, f)
+                                    for i, p in enumerate(got.picks.itertuples()))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        after = fit_crossovers(extended, bootstrap=200).iloc[0]
+    assert after["ci_low"] < 9.78e10 < after["ci_high"] < 2 * after["ci_low"]
