@@ -215,34 +215,48 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     scored = cand.assign(flops=cost, width=linear, value_per_pflop=(width - linear) / cost * 1e15)
     sim = _Simulation(law, rows, theta, res.estimate[g], features, np.sqrt(sigma2), value, level, seed) \
         if refit else None
-    picks, spent, taken = [], 0.0, np.zeros(len(cand), bool)
     simulated_now = float(sim.widths()[0]) if sim is not None else width  # the same scheme, no new run
-    for _ in range(int(k)):
-        before = picks[-1]["width"] if picks else simulated_now
-        allowed = np.isfinite(linear) & ~taken & (True if budget is None else spent + cost <= budget)
-        if not allowed.any():
-            break
-        after = linear
-        if sim is not None:  # the linearised ranking's best, scored by refits of simulated outcomes
-            linear_before = picks[-1]["linearised_width"] if picks else width
-            top = np.argsort(np.where(allowed, (linear - linear_before) / cost, np.inf))[:refit]
-            top = top[allowed[top]]
-            after = np.full_like(linear, np.inf)
-            after[top] = sim.widths(top)
-        gain = (before - after) / cost
-        i = int(np.argmax(np.where(allowed & np.isfinite(gain), gain, -np.inf)))
-        if not gain[i] > 0:
-            notes.append(f"stopped after {len(picks)} run(s): no candidate is expected to narrow the interval further")
-            break
-        spent += cost[i]
-        taken[i] = distinct
-        picks.append({**cand.iloc[i].to_dict(), "flops": cost[i], "width": float(after[i]),
-                      "linearised_width": float(linear[i]), "value_per_pflop": float(gain[i] * 1e15),
-                      "total_flops": spent})
-        sigma = _updated(sigma, jac[:, i], sigma2)
-        linear = _expected_width(grad_t, sigma, jac, sigma2, width, v0)
-        if sim is not None:
-            sim.add(i)
+
+    def greedy(per_flop: bool):
+        """k picks, each the best by expected narrowing per FLOP (``per_flop``) or in all; (picks, note)."""
+        picks, spent, taken, s, lin = [], 0.0, np.zeros(len(cand), bool), sigma, linear
+        for _ in range(int(k)):
+            before = picks[-1]["width"] if picks else simulated_now
+            allowed = np.isfinite(lin) & ~taken & (True if budget is None else spent + cost <= budget)
+            if not allowed.any():
+                break
+            after = lin
+            if sim is not None:  # the linearised ranking's best, scored by refits of simulated outcomes
+                linear_before = picks[-1]["linearised_width"] if picks else width
+                top = np.argsort(np.where(allowed, (lin - linear_before) / cost, np.inf))[:refit]
+                top = top[allowed[top]]
+                after = np.full_like(lin, np.inf)
+                after[top] = sim.widths(top)
+            gain = (before - after) / cost
+            i = int(np.argmax(np.where(allowed & np.isfinite(gain), gain if per_flop else before - after, -np.inf)))
+            if not gain[i] > 0:
+                return picks, f"stopped after {len(picks)} run(s): no candidate is expected to narrow the interval " \
+                              "further"
+            spent += cost[i]
+            taken[i] = distinct
+            picks.append({**cand.iloc[i].to_dict(), "flops": cost[i], "width": float(after[i]),
+                          "linearised_width": float(lin[i]), "value_per_pflop": float(gain[i] * 1e15),
+                          "total_flops": spent})
+            s = _updated(s, jac[:, i], sigma2)
+            lin = _expected_width(grad_t, s, jac, sigma2, width, v0)
+            if sim is not None:
+                sim.add(i)
+        return picks, None
+
+    picks, stop = greedy(per_flop=True)
+    if budget is not None and sim is None:  # the better of greedy per FLOP and greedy in all (knapsack)
+        whole, whole_stop = greedy(per_flop=False)
+        if whole and (not picks or whole[-1]["width"] < picks[-1]["width"]):
+            picks, stop = whole, whole_stop
+            notes.append("within the budget, picks that narrow the interval the most in all (not per FLOP) are "
+                         "expected to leave it narrower: those are the picks")
+    if stop:
+        notes.append(stop)
     notes += [f"ranked linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log "
               f"loss, the fit's robust residual scale) added to the covariance of {len(theta)} bootstrap draws"
               + (f"; the best {refit} at each pick scored by {len(theta)} refits of simulated outcomes each "
