@@ -51,8 +51,9 @@ def test_design_narrows_n_opt_at_a_fraction_of_the_compute_of_random_runs():
     """One simulated campaign: a 4 x 4 lattice of runs (N 5e7-1.35e9, D 1e9-2.7e10) leaves N*'s interval at 1e22
     FLOPs wide (A and B flagged). The 12 runs the design picks (each narrowing the expected width further, under
     2e19 FLOPs in all), simulated from the truth and refitted, narrow it; per FLOP more than 100x as much as 3
-    random runs of the same candidate grid (median of 4 draws). Over 5 campaigns the outcome varies
-    (benchmarks/design_campaign.py, README "Which runs to train next")."""
+    random runs of the same candidate grid (median of 4 draws). Within a budget of 1e21 FLOPs the design picks
+    larger runs and narrows it further. Over 5 campaigns the outcome varies (benchmarks/design_campaign.py,
+    README "Which runs to train next")."""
     N, D = (a.ravel() for a in np.meshgrid([5e7, 1.5e8, 4.5e8, 1.35e9], [1e9, 3e9, 9e9, 2.7e10], indexing="ij"))
     base = runs_at(N, D, 1)
     with warnings.catch_warnings():
@@ -68,10 +69,18 @@ def test_design_narrows_n_opt_at_a_fraction_of_the_compute_of_random_runs():
             c = grid.iloc[np.random.default_rng(10 + s).choice(len(grid), 3, replace=False)]
             widths.append(n_opt_width(pd.concat([base, runs_at(c["params"], c["tokens"], 20 + s)])))
             compute.append(float((6 * c["params"] * c["tokens"]).sum()))
+        budgeted = design("chinchilla", base, "N_opt", flops=1e22, k=12, budget=1e21)
+        spent = budgeted.picks
+        within = n_opt_width(pd.concat([base, runs_at(spent["params"], spent["tokens"], 3)]))
     assert len(chosen) == 12 and np.all(np.diff(chosen["width"]) < 0) and chosen["flops"].sum() < 2e19
     assert designed < now
     per_flop = (now - designed) / chosen["flops"].sum()
     assert per_flop > 100 * (now - np.median(widths)) / np.median(compute)
+    # within 1e21 FLOPs, larger runs that narrow the interval the most in all beat the cheap ones per FLOP
+    assert spent["flops"].sum() <= 1e21 and spent["flops"].max() > chosen["flops"].max()
+    assert any("in all (not per FLOP)" in n for n in budgeted.notes)
+    assert spent["width"].iloc[-1] < chosen["width"].iloc[-1]
+    assert within < designed
 
 
 def test_design_refuses_unidentified_fits_and_unknown_targets():
