@@ -252,7 +252,9 @@ def design_cmd(
                                                             "runs); by default a run may be picked again (another "
                                                             "seed)."),
     k: int = typer.Option(1, "--k", help="Runs to pick (greedily: each pick counts the ones before)."),
-    budget: Optional[float] = typer.Option(None, "--budget", help="FLOPs the picked runs may take in all."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="FLOPs the picked runs may take in all (the picks "
+                                                                  "are the better of greedy per FLOP and greedy in "
+                                                                  "all)."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples behind the current uncertainty."),
     refit: int = typer.Option(0, "--refit", help="At each pick, score the best N candidates again by refits of "
                                                   "simulated outcomes (default 0: the linearised scores only)."),

@@ -18,7 +18,9 @@ mean_b sqrt(Var_b(T | x) / Var_b(T)): a ratio per draw, so the few draws where t
 (huge Var_b) do not swamp the average, as they swamp a covariance of the draws. A batch of k runs is chosen
 greedily: after each pick every Sigma_b is updated by it (Sigma_b - Sigma_b j j^T Sigma_b / (sigma^2 + j^T
 Sigma_b j)), so a second copy of the best run is worth less than the first, and the next pick goes where the
-remaining uncertainty is.
+remaining uncertainty is. Within a FLOP budget the batch is the better of greedy per FLOP and greedy by narrowing
+in all: per FLOP alone can fill a budget with cheap runs that a few large ones beat (the budgeted maximum
+coverage problem's modified greedy, Khuller, Moss & Naor 1999, Inf. Process. Lett. 70).
 
 The linearisation ranks all candidates; with ``refit=M``, at each pick the best M of them are scored again by
 simulation: in replicate b the existing runs are drawn with bootstrap counts, the runs picked so far and the
@@ -157,7 +159,9 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
            refit: int = 0, distinct: bool = False, ratio: float = 2.0, grid: tuple[int, int] = (25, 40),
            min_flops: float | None = None) -> Design:
     """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
-    FLOP and pick ``k`` runs greedily, within ``budget`` FLOPs in all (module doc). ``target``: one of
+    FLOP and pick ``k`` runs greedily (module doc); within ``budget`` FLOPs in all, the better (by expected width)
+    of greedy per FLOP and greedy by narrowing in all, as for a knapsack (the first alone can fill a budget with
+    cheap runs that a few large ones beat). ``target``: one of
     :data:`TARGETS` (with ``flops``), of :data:`MULTIPLIER_TARGETS` (curse law, for ``ratio`` times the
     languages) or a parameter name; ``group``: the group of ``group_by`` to design for; ``grid``: the sizes of
     the default :func:`candidate_grid`; ``min_flops``: leave out candidates below this compute (the design
