@@ -7,7 +7,8 @@ Reference: the fit of all 240 runs (the best available stand-in for the truth; i
 recorded beside it). Three ways of spending compute, each refitted with 200 bootstrap resamples after each round:
 
 * habit: the next IsoFLOP levels, in half-decade rounds of compute, up to 1e21 FLOPs;
-* design: rounds of 8 picks by ``aj.design`` until the habit's final width, its compute, or 10 rounds;
+* design: rounds of 8 picks by ``aj.design`` until the habit's final width, its compute, or 10 rounds; and
+  rounds of at most 8 within ROUND_BUDGET FLOPs each;
 * random: pool runs in random order up to the design's compute (median of 10 orders).
 
 Records each round's width, compute, estimate and whether the interval holds the 240-run estimate, in
@@ -27,6 +28,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOPS = 5.76e23  # Chinchilla's budget (Hoffmann et al. 2022)
+ROUND_BUDGET = 3e21  # FLOPs per designed round in the budgeted variant
 
 
 def n_opt(A, B, a, b):
@@ -54,15 +56,19 @@ def campaign(start: float, runs, aj, reference) -> dict:
         spent += float((6.0 * pool["params"] * pool["tokens"])[(flops > lo) & (flops <= hi)].sum())
         habit.append({"flops": spent, **summary(runs[flops <= hi], aj, reference)})
     target, budget = habit[-1]["width"], habit[-1]["flops"]
-    design, chosen, spent = [], base, 0.0
-    while len(design) < 10 and spent < budget and (not design or design[-1]["width"] > target):
-        left = pool.drop(index=chosen.index.intersection(pool.index))[["row", "params", "tokens"]]
-        picks = aj.design("chinchilla", chosen, "N_opt", left, flops=FLOPS, k=8, distinct=True,
-                          seed=len(design)).picks
-        chosen = pd.concat([chosen, runs[runs["row"].isin(picks["row"])]])
-        spent += float(picks["flops"].sum())
-        design.append({"flops": spent, "predicted_width": float(picks["width"].iloc[-1]),
-                       **summary(chosen, aj, reference)})
+    rounds = {}
+    for name, per_round in (("design", None), ("design_budget", ROUND_BUDGET)):
+        design, chosen, spent = [], base, 0.0
+        while len(design) < 10 and spent < budget and (not design or design[-1]["width"] > target):
+            left = pool.drop(index=chosen.index.intersection(pool.index))[["row", "params", "tokens"]]
+            picks = aj.design("chinchilla", chosen, "N_opt", left, flops=FLOPS, k=8, distinct=True,
+                              seed=len(design), budget=per_round).picks
+            chosen = pd.concat([chosen, runs[runs["row"].isin(picks["row"])]])
+            spent += float(picks["flops"].sum())
+            design.append({"flops": spent, "predicted_width": float(picks["width"].iloc[-1]),
+                           **summary(chosen, aj, reference)})
+        rounds[name] = design
+    design, spent = rounds["design"], rounds["design"][-1]["flops"]
     random = []
     for s in range(10):
         order = pool.sample(frac=1.0, random_state=s)
@@ -76,10 +82,14 @@ def campaign(start: float, runs, aj, reference) -> dict:
                                     for h in habit) +
           "\n  design : " + "; ".join(f"{d['width']:.3g} ({d['flops']:.2g} FLOPs, holds {d['holds_reference']}, "
                                       f"N* {d['estimate']:.3g})" for d in design) +
+          "\n  within : " + "; ".join(f"{d['width']:.3g} ({d['flops']:.2g} FLOPs, holds {d['holds_reference']}, "
+                                      f"N* {d['estimate']:.3g})" for d in rounds["design_budget"]) +
           f"\n  random : {median['width']:.3g} with {median['flops']:.2g} FLOPs, holds {median['holds_reference']:.0%}",
           flush=True)
+    b = rounds["design_budget"]
     return {"start": start, "now": now, "habit": habit, "design": design, "random": random, "random_median": median,
-            "reached": design[-1]["width"] <= target, "compute_share": spent / budget}
+            "reached": design[-1]["width"] <= target, "compute_share": spent / budget, "design_budget": b,
+            "budget_reached": b[-1]["width"] <= target, "budget_compute_share": b[-1]["flops"] / budget}
 
 
 def main(starts=(1.2e19, 3.2e19)) -> dict:

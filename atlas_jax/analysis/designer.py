@@ -58,7 +58,7 @@ TARGETS = ("N_opt", "D_opt", "loss_opt")
 #: expansion_multipliers`), for laws with alpha beta phi psi.
 MULTIPLIER_TARGETS = ("model_multiplier", "data_multiplier", "data_per_language_multiplier", "compute_multiplier")
 #: A budget this many times the largest run's compute is flagged ``extrapolated``: on the 240 Chinchilla runs,
-#: intervals of N* at 5.76e23 FLOPs from runs 190-15,000x below it held the 240-run estimate in 3 of 27 rounds
+#: intervals of N* at 5.76e23 FLOPs from runs 190-15,000x below it held the 240-run estimate in 9 of 47 rounds
 #: (``benchmarks/design_real.py``).
 EXTRAPOLATION = 100.0
 
@@ -274,7 +274,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
             flags = ("extrapolated",)
             notes.append(f"extrapolated: {flops:.3g} FLOPs is {flops / largest:.0f}x the largest run, picks included; "
                          "the interval holds sampling error, not the law's drift across scales (on real Chinchilla "
-                         "runs 190x or more below the budget it missed the 240-run N* in 24 of 27 rounds: README)")
+                         "runs 190x or more below the budget it missed the 240-run N* in 38 of 47 rounds: README)")
     columns = [*cand.columns, "flops", "width", "linearised_width", "value_per_pflop", "total_flops"]
     return Design(law.name, target, flops, res.groups[g] if group_by else None, estimate, width, level,
                   pd.DataFrame(picks, columns=columns),
