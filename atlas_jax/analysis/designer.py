@@ -96,8 +96,10 @@ class Design:
         head = (f"{self.target}{at} ({self.law}{', ' + self.group if self.group else ''}): {self.estimate:.4g}, "
                 f"{self.level:.0%} interval width {self.width:.4g} now"
                 + (f" [FLAGGED: {', '.join(self.flags)}]" if self.flags else ""))
-        shown = [c for c in ("regime", "language", "num_languages", "params", "tokens", "checkpoints", "flops", "width",
-                             "linearised_width", "value_per_pflop", "total_flops")
+        mixture = sorted((c for c in self.picks.columns if str(c).startswith("tokens_") and (self.picks[c] > 0).any()),
+                         key=lambda c: -(self.picks[c] / self.picks["tokens"]).max())  # the largest shares first
+        shown = [c for c in ("regime", "language", "num_languages", "params", "tokens", *mixture[:4], "checkpoints",
+                             "flops", "width", "linearised_width", "value_per_pflop", "total_flops")
                  if c in self.picks.columns]  # picks.csv: every column
         with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 140):
             table = self.picks[shown].to_string(index=False)
@@ -141,7 +143,8 @@ def candidate_grid(runs: pd.DataFrame, law: Law | None = None, n: int = 25, m: i
             or c == "language" or f"tokens_{str(c).removeprefix('unique_')}" in shares]
     if not read and not shares:
         return lattice(n, m)
-    mixtures = runs[read].join(runs[shares].div(runs["tokens"], axis=0).round(9)).drop_duplicates()
+    mixtures = runs[read].join(runs[shares].div(runs["tokens"], axis=0))
+    mixtures = mixtures[~mixtures.round(9).duplicated()]  # shares equal to 9 digits are one mixture
     if len(mixtures) * 16 > size:
         raise ValueError(f"the runs hold {len(mixtures)} distinct mixtures ({', '.join(read + shares[:3])}"
                          f"{', ...' if len(shares) > 3 else ''}): too many to cross with an N-D grid; give the "
@@ -161,11 +164,11 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     """Rank ``candidates`` (default :func:`candidate_grid`) by the expected narrowing of ``target``'s interval per
     FLOP and pick ``k`` runs greedily (module doc); within ``budget`` FLOPs in all, the better (by expected width)
     of greedy per FLOP and greedy by narrowing in all, as for a knapsack (the first alone can fill a budget with
-    cheap runs that a few large ones beat). ``target``: one of
-    :data:`TARGETS` (with ``flops``), of :data:`MULTIPLIER_TARGETS` (curse law, for ``ratio`` times the
-    languages) or a parameter name; ``group``: the group of ``group_by`` to design for; ``grid``: the sizes of
-    the default :func:`candidate_grid`; ``min_flops``: leave out candidates below this compute (the design
-    favours cheap runs; this keeps it to sizes where you trust the law).
+    cheap runs that a few large ones beat). ``target``: one of :data:`TARGETS` (with ``flops``), of
+    :data:`MULTIPLIER_TARGETS` (curse law, for ``ratio`` times the languages) or a parameter name; ``group``: the
+    group of ``group_by`` to design for (fitted alone); ``grid``: the sizes of the default
+    :func:`candidate_grid`; ``min_flops``: leave out candidates below this compute (the design favours cheap
+    runs; this keeps it to sizes where you trust the law).
     ``refit``: at each pick the best ``refit`` candidates of the linearised ranking are scored again by
     simulated outcomes refitted in one batch (:class:`_Simulation`); 0 (default) keeps the linearised scores.
     ``distinct``: each candidate is picked at most once (a table of concrete runs); by default a run may be picked
@@ -179,8 +182,12 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     if int(k) != k or k < 1 or (budget is not None and not budget > 0) or bootstrap < 20 or refit < 0:
         raise ValueError(f"k = {k}, budget = {budget}, bootstrap = {bootstrap}, refit = {refit}: expected an integer "
                          "k >= 1, a budget > 0 FLOPs, at least 20 bootstrap resamples and refit >= 0")
+    if group_by is not None and group is not None:  # fit that group alone
+        labels = frame[group_by].astype(str)
+        group_index(tuple(dict.fromkeys(labels)), str(group))  # an unknown group is named with the known ones
+        frame = frame[labels == str(group)]
     res = fit(law, RunTable(frame), group_by=group_by, bootstrap=bootstrap, seed=seed, level=level)
-    g = group_index(res.groups, group)
+    g = group_index(res.groups, None if group is None else str(group))
     notes = []
     if set(res.flags[g]) - {"wide_interval"}:
         raise ValueError(f"cannot design runs: the {law.name} fit of {res.groups[g]!r} is {res.verdict(res.groups[g])};"

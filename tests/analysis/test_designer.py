@@ -246,3 +246,27 @@ def test_crossover_design_on_an_open_interval_closes_it():
         warnings.simplefilter("ignore", UserWarning)
         after = fit_crossovers(extended, bootstrap=200).iloc[0]
     assert after["ci_low"] < 9.78e10 < after["ci_high"] < 2 * after["ci_low"]
+
+
+def test_design_for_a_transfer_weight_crosses_the_grid_with_the_languages_mixtures():
+    """Target tau_fr of Swahili's ATLAS fit on the bundled campaign: the design fits that group alone (its estimate
+    and width are those of aj.fit on Swahili's runs, the same bootstrap), its default candidates are the grid
+    crossed with Swahili's mixtures (token shares scaled to each candidate), and each pick narrows the
+    expected width; an unknown group is named with the known ones."""
+    table, _ = aj.load_campaign()
+    runs = table.frame[~table.frame["group"].isin(["scratch", "finetune"])]
+    sw = runs[runs["language"] == "sw"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        got = design("atlas", runs, "tau_fr", group_by="language", group="sw", k=3)
+        fitted = aj.fit("atlas", sw, group_by="language", bootstrap=200)
+        with pytest.raises(ValueError, match="unknown group 'xx'; groups: en, fr"):
+            design("atlas", runs, "tau_fr", group_by="language", group="xx")
+    j = fitted.names[0].index("tau_fr")
+    assert got.estimate == pytest.approx(fitted.estimate[0, j], rel=1e-9)
+    assert got.width == pytest.approx(np.diff(np.percentile(fitted.samples[0][:, j], [2.5, 97.5]))[0], rel=1e-9)
+    shares = sw.filter(like="tokens_").div(sw["tokens"], axis=0).round(9).drop_duplicates()
+    cand = got.candidates
+    assert set(cand["language"]) == {"sw"} and len(cand) % len(shares) == 0
+    np.testing.assert_allclose(cand.filter(like="tokens_").sum(axis=1), cand["tokens"], rtol=1e-9)
+    assert len(got.picks) == 3 and np.all(np.diff(np.r_[got.width, got.picks["width"]]) < 0)
