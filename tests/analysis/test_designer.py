@@ -258,8 +258,8 @@ def test_design_for_a_transfer_weight_crosses_the_grid_with_the_languages_mixtur
     sw = runs[runs["language"] == "sw"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        got = design("atlas", runs, "tau_fr", group_by="language", group="sw", k=3)
-        fitted = aj.fit("atlas", sw, group_by="language", bootstrap=200)
+        got = design("atlas", runs, "tau_fr", group_by="language", group="sw", k=3, bootstrap=50)
+        fitted = aj.fit("atlas", sw, group_by="language", bootstrap=50)
         with pytest.raises(ValueError, match="unknown group 'xx'; groups: en, fr"):
             design("atlas", runs, "tau_fr", group_by="language", group="xx")
     j = fitted.names[0].index("tau_fr")
