@@ -448,7 +448,8 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
     checkpoint to D, adding checkpoints at the curve's median log spacing, each with information j j' / sigma_r^2
     (sigma_r: that curve's robust residual scale), at a cost of 6 N (D - D_last); the two fits are independent,
     so the covariance is block-diagonal. The rest is :func:`design`'s greedy batch: ``k`` extensions (a curve
-    may be extended again), within ``budget`` FLOPs, stopping when none narrows the interval.
+    may be extended again), within ``budget`` FLOPs (the better of greedy per FLOP and in all), stopping when
+    none narrows the interval.
     Flags: ``extrapolated`` (D* outside the tokens both curves saw), ``second_crossing``, ``unbounded_interval``
     (some draws never cross, so D*'s interval is open: the widths are then those of the draws that cross).
     Raises ``ValueError`` when either fit has a flag other than a wide interval, or when the curves do not cross
@@ -547,25 +548,39 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
                                 "flops": 6.0 * N * (d - last(r, at)), "width": alone[r][m]}
                                for r in laws for m, d in enumerate(ladders[r][0])])
     candidates["value_per_pflop"] = (width - candidates["width"]) / candidates["flops"] * 1e15
-    picks, spent, before = [], 0.0, width
-    for _ in range(int(k)):
-        after = extensions(sigma, at)
-        options = [(r, m, 6.0 * N * (ladders[r][0][m] - last(r, at))) for r in laws
-                   for m in range(at[r], len(ladders[r][0]))]
-        options = [(r, m, c) for r, m, c in options if budget is None or spent + c <= budget]
-        if not options:
-            break
-        r, m, cost = max(options, key=lambda o: (before - after[o[0]][o[1]]) / o[2])
-        if not before - after[r][m] > 0:
-            notes.append(f"stopped after {len(picks)} extension(s): none is expected to narrow the interval further")
-            break
-        spent += cost
-        picks.append({"regime": r, "params": N, "tokens": ladders[r][0][m], "checkpoints": m + 1 - at[r],
-                      "flops": cost, "width": float(after[r][m]), "linearised_width": float(after[r][m]),
-                      "value_per_pflop": float((before - after[r][m]) / cost * 1e15), "total_flops": spent})
-        for j in range(at[r], m + 1):
-            sigma = _updated(sigma, ladders[r][1][:, j], ladders[r][2])
-        at[r], before = m + 1, float(after[r][m])
+
+    def greedy(per_flop: bool):
+        """k extensions, each the best by expected narrowing per FLOP (``per_flop``) or in all; (picks, note)."""
+        picks, spent, before, s, pos = [], 0.0, width, sigma, dict(at)
+        for _ in range(int(k)):
+            after = extensions(s, pos)
+            options = [(r, m, 6.0 * N * (ladders[r][0][m] - last(r, pos))) for r in laws
+                       for m in range(pos[r], len(ladders[r][0]))]
+            options = [(r, m, c) for r, m, c in options if budget is None or spent + c <= budget]
+            if not options:
+                break
+            r, m, cost = max(options, key=lambda o: (before - after[o[0]][o[1]]) / (o[2] if per_flop else 1.0))
+            if not before - after[r][m] > 0:
+                return picks, f"stopped after {len(picks)} extension(s): none is expected to narrow the interval " \
+                              "further"
+            spent += cost
+            picks.append({"regime": r, "params": N, "tokens": ladders[r][0][m], "checkpoints": m + 1 - pos[r],
+                          "flops": cost, "width": float(after[r][m]), "linearised_width": float(after[r][m]),
+                          "value_per_pflop": float((before - after[r][m]) / cost * 1e15), "total_flops": spent})
+            for j in range(pos[r], m + 1):
+                s = _updated(s, ladders[r][1][:, j], ladders[r][2])
+            pos[r], before = m + 1, float(after[r][m])
+        return picks, None
+
+    picks, stop = greedy(per_flop=True)
+    if budget is not None:  # the better of greedy per FLOP and greedy in all, as in design()
+        whole, whole_stop = greedy(per_flop=False)
+        if whole and (not picks or whole[-1]["width"] < picks[-1]["width"]):
+            picks, stop = whole, whole_stop
+            notes.append("within the budget, extensions that narrow the interval the most in all (not per FLOP) "
+                         "are expected to leave it narrower: those are the picks")
+    if stop:
+        notes.append(stop)
     if len(picks) < k and budget is not None and not any(n.startswith("stopped") for n in notes):
         notes.append(f"{len(picks)} of {k} extensions fit the budget of {budget:.3g} FLOPs")
     notes.append("ranked linearised: each new checkpoint's information j j^T / sigma_r^2 (sigma = "

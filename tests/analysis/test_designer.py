@@ -186,7 +186,8 @@ def test_crossover_design_extends_the_curve_that_pins_d_star():
     """Curves observed to 5e10 tokens, D* near 1e11 beyond them (flagged extrapolated). The design's estimate and
     width are fit_crossovers'; d log D* / d theta (implicit function theorem) agrees with central differences of
     scipy's brentq root of the fitted closed forms; the 3 picked extensions, simulated from the truth and
-    refitted, narrow D*'s interval by more than half, and 4x as much as extending the other curve as far."""
+    refitted, narrow D*'s interval by more than half, and 4x as much as extending the other curve as far; within
+    5e20 FLOPs a longer extension is expected to narrow it further."""
     from scipy.optimize import brentq
 
     from atlas_jax.analysis import fit_crossovers
@@ -225,6 +226,8 @@ def test_crossover_design_extends_the_curve_that_pins_d_star():
         after, alternative = (float(np.subtract(*fit_crossovers(c, bootstrap=200).iloc[0][["ci_high", "ci_low"]]))
                               for c in (extended, instead))
     assert after < 0.5 * got.width and got.width - after > 4 * (got.width - alternative)
+    budgeted = design_crossover(curves, "sw", k=3, budget=5e20).picks  # a longer extension, within 5e20 FLOPs
+    assert budgeted["flops"].sum() <= 5e20 and budgeted["width"].iloc[-1] < picks["width"].iloc[-1]
 
 
 def test_crossover_design_on_an_open_interval_closes_it():
