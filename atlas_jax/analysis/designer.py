@@ -259,15 +259,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
                 sim.add(i)
         return picks, None
 
-    picks, stop = greedy(per_flop=True)
-    if budget is not None and sim is None:  # the better of greedy per FLOP and greedy in all (knapsack)
-        whole, whole_stop = greedy(per_flop=False)
-        if whole and (not picks or whole[-1]["width"] < picks[-1]["width"]):
-            picks, stop = whole, whole_stop
-            notes.append("within the budget, picks that narrow the interval the most in all (not per FLOP) are "
-                         "expected to leave it narrower: those are the picks")
-    if stop:
-        notes.append(stop)
+    picks = _greedy_batch(greedy, budget if sim is None else None, notes, "runs")  # refits: per FLOP only
     notes += [f"ranked linearised: each run's information j j^T / sigma^2 (sigma = {np.sqrt(sigma2):.3g} in log "
               f"loss, the fit's robust residual scale) added to the covariance of {len(theta)} bootstrap draws"
               + (f"; the best {refit} at each pick scored by {len(theta)} refits of simulated outcomes each "
@@ -343,6 +335,21 @@ class _Simulation:
         tail = 50.0 * (1.0 - self.level)
         low, high = np.nanpercentile(values, [tail, 100.0 - tail], axis=1)
         return high - low
+
+
+def _greedy_batch(greedy, budget, notes: list, what: str) -> list:
+    """The batch of ``greedy(per_flop=True)``; within a ``budget``, that of ``greedy(per_flop=False)`` instead when
+    it is expected to leave the interval narrower (module doc). Each ``greedy`` returns (picks, stop note)."""
+    picks, stop = greedy(per_flop=True)
+    if budget is not None:
+        whole, whole_stop = greedy(per_flop=False)
+        if whole and (not picks or whole[-1]["width"] < picks[-1]["width"]):
+            picks, stop = whole, whole_stop
+            notes.append(f"within the budget, {what} that narrow the interval the most in all (not per FLOP) are "
+                         "expected to leave it narrower: those are the picks")
+    if stop:
+        notes.append(stop)
+    return picks
 
 
 def _target(law: Law, names: Sequence[str], target: str, flops: float | None, ratio: float = 2.0):
@@ -572,15 +579,7 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
             pos[r], before = m + 1, float(after[r][m])
         return picks, None
 
-    picks, stop = greedy(per_flop=True)
-    if budget is not None:  # the better of greedy per FLOP and greedy in all, as in design()
-        whole, whole_stop = greedy(per_flop=False)
-        if whole and (not picks or whole[-1]["width"] < picks[-1]["width"]):
-            picks, stop = whole, whole_stop
-            notes.append("within the budget, extensions that narrow the interval the most in all (not per FLOP) "
-                         "are expected to leave it narrower: those are the picks")
-    if stop:
-        notes.append(stop)
+    picks = _greedy_batch(greedy, budget, notes, "extensions")
     if len(picks) < k and budget is not None and not any(n.startswith("stopped") for n in notes):
         notes.append(f"{len(picks)} of {k} extensions fit the budget of {budget:.3g} FLOPs")
     notes.append("ranked linearised: each new checkpoint's information j j^T / sigma_r^2 (sigma = "
