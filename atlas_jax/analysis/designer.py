@@ -216,9 +216,7 @@ def design(law: Law | str, runs: RunTable | pd.DataFrame, target: str, candidate
     sigma2 = _noise_variance(law, rows, res.estimate[g])
     grad_t = np.array(jax.vmap(jax.grad(value))(jnp.asarray(theta)))                       # [B, P]
     jac = _jacobians(law, theta, features, bootstrap)                                       # [B, C, P]
-    jac[..., fixed] = 0.0
-    grad_t[:, fixed] = 0.0
-    sigma = _covariance(_jacobians(law, theta, law.features(rows), bootstrap), sigma2, ~fixed)
+    sigma = _covariance(_jacobians(law, theta, law.features(rows), bootstrap), sigma2, ~fixed)  # 0 where fixed
     cost = 6.0 * cand["params"].to_numpy(float) * cand["tokens"].to_numpy(float)
 
     v0 = np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)
@@ -425,14 +423,21 @@ def _covariance(jac, sigma2, free) -> np.ndarray:
     return out
 
 
+def _scaled_width(var, v0, width) -> np.ndarray:
+    """``width`` x mean_b sqrt(Var_b / Var_b(T) now) (module doc), over the draws with Var_b(T) > 0;
+    ``var``: [B, ...]."""
+    use = v0 > 0
+    now = v0[use].reshape((-1,) + (1,) * (var.ndim - 1))
+    return width * np.mean(np.sqrt(np.maximum(var[use], 0.0) / now), axis=0)
+
+
 def _expected_width(grad_t, sigma, jac, sigma2, width, v0) -> np.ndarray:
     """Expected interval width after adding each candidate (module doc): [C]; ``v0``: Var_b(T) before any new run."""
     sg = np.einsum("bpq,bq->bp", sigma, grad_t)                                   # Sigma g  [B, P]
     v = np.einsum("bp,bp->b", grad_t, sg)[:, None]                                # g' Sigma g
     num = np.einsum("bcp,bp->bc", jac, sg) ** 2                                   # (g' Sigma j)^2
     den = sigma2 + np.einsum("bcp,bpq,bcq->bc", jac, sigma, jac)                  # sigma^2 + j' Sigma j
-    use = v0 > 0
-    return width * np.mean(np.sqrt(np.maximum(v - num / den, 0.0)[use] / v0[use, None]), axis=0)
+    return _scaled_width(v - num / den, v0, width)
 
 
 def _updated(sigma, j, sigma2) -> np.ndarray:
@@ -520,11 +525,9 @@ def design_crossover(curves: pd.DataFrame, language: str, params: float | None =
         sigma[:, b, b] = _covariance(_jacobians(laws[r], theta[:, b], laws[r].features(rows[r]), bootstrap),
                                      noise[r], np.ones(b.stop - b.start, bool))
     v0 = np.einsum("bp,bpq,bq->b", grad_t, sigma, grad_t)
-    use = v0 > 0
 
     def expected(s):
-        return width * float(np.mean(np.sqrt(np.maximum(np.einsum("bp,bpq,bq->b", grad_t, s, grad_t), 0.0)[use]
-                                             / v0[use])))
+        return float(_scaled_width(np.einsum("bp,bpq,bq->b", grad_t, s, grad_t), v0, width))
 
     ladders = {}  # regime -> (tokens of the next checkpoints, their Jacobians [B, M, 7], noise variance)
     for r, law in laws.items():
